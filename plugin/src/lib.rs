@@ -1,0 +1,17 @@
+//! # kubectl-canary
+//!
+//! A kubectl plugin that runs Istio canary releases whose stages are decided by sandboxed
+//! WebAssembly policies. Data flows one way:
+//!
+//! ```text
+//! spec (YAML) ─► policy host (wasm) ─► intent ─► render (Istio objects) ─► apply (SSA, ordered)
+//!                                                        └─► sim (explain, demo traffic)
+//! ```
+//!
+//! Each module has one job: [`spec`] parses and validates release specs, [`render`] turns routing
+//! intent into Istio objects, [`sim`] reproduces Istio's route selection, [`ui`] prints, and
+//! [`cli`] wires commands to them.
+
+pub mod cli;
+pub mod exit;
+pub mod ui;

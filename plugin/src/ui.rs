@@ -1,0 +1,3 @@
+//! Terminal output: colour policy, tables and trees.
+
+pub mod color;

@@ -1,0 +1,1 @@
+//! An emulated Kubernetes API server (see the project's `emulated-cluster` design brief).

@@ -1,0 +1,2 @@
+//! `kube-emulator`: run the emulated Kubernetes API server standalone.
+fn main() {}
