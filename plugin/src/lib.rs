@@ -13,5 +13,6 @@
 //! [`cli`] wires commands to them.
 
 pub mod cli;
+pub mod cluster;
 pub mod exit;
 pub mod ui;

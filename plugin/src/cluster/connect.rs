@@ -1,0 +1,122 @@
+//! Connecting to a cluster with kubectl's rules: `--kubeconfig` over `$KUBECONFIG` over
+//! `~/.kube/config`, `--context` over the current context, `-n` over the context's namespace,
+//! and `--request-timeout`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use super::error::ClusterError;
+
+/// How to connect, straight from the global flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `--kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`.
+    pub context: Option<String>,
+    /// `-n/--namespace`.
+    pub namespace: Option<String>,
+    /// `--request-timeout` as given (`0` means none).
+    pub request_timeout: Option<String>,
+}
+
+/// A connected cluster: the client and the namespace commands act in.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The kube-rs client.
+    pub client: kube::Client,
+    /// The namespace from `-n`, else the context's, else `default`.
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Build a client from the options. Nothing is sent to the server yet.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClusterError> {
+        let timeout = parse_request_timeout(opts.request_timeout.as_deref())?;
+        let kube_opts = KubeConfigOptions {
+            context: opts.context.clone(),
+            cluster: None,
+            user: None,
+        };
+        let path_label = opts.kubeconfig.as_ref().map(|p| p.display().to_string());
+        let config_err = |message: String| ClusterError::Kubeconfig {
+            path: path_label.clone(),
+            message,
+        };
+        let mut config = match &opts.kubeconfig {
+            Some(path) => {
+                let kubeconfig =
+                    Kubeconfig::read_from(path).map_err(|e| config_err(e.to_string()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube_opts)
+                    .await
+                    .map_err(|e| config_err(e.to_string()))?
+            }
+            None => kube::Config::from_kubeconfig(&kube_opts)
+                .await
+                .map_err(|e| config_err(e.to_string()))?,
+        };
+        if let Some(timeout) = timeout {
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            config.reset_reader_on_write = true;
+        }
+        let namespace = opts
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config).map_err(|e| config_err(e.to_string()))?;
+        Ok(Cluster { client, namespace })
+    }
+}
+
+/// Parse `--request-timeout` as kubectl does: `0` (or empty) means no timeout, otherwise a
+/// duration with a unit (`30s`, `1m`, `1h30m`); a bare number counts as seconds.
+pub fn parse_request_timeout(value: Option<&str>) -> Result<Option<Duration>, ClusterError> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Ok((secs > 0).then(|| Duration::from_secs(secs)));
+    }
+    let duration = humantime::parse_duration(raw).map_err(|e| ClusterError::InvalidFlag {
+        flag: "--request-timeout",
+        value: raw.to_string(),
+        message: format!("{e} (use a duration such as 30s or 1m, or 0 for none)"),
+    })?;
+    Ok((!duration.is_zero()).then_some(duration))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_timeout_follows_kubectl() {
+        assert_eq!(parse_request_timeout(None).unwrap(), None);
+        assert_eq!(parse_request_timeout(Some("0")).unwrap(), None);
+        assert_eq!(
+            parse_request_timeout(Some("30")).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_request_timeout(Some("1m30s")).unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        let err = parse_request_timeout(Some("soon")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid --request-timeout \"soon\""),
+            "{err}"
+        );
+    }
+}
