@@ -5,6 +5,7 @@
 //! ordered make-before-break by the caller) and typed state records.
 
 pub mod apply;
+pub mod clone;
 pub mod connect;
 mod error;
 pub mod resources;
