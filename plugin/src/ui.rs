@@ -1,3 +1,4 @@
 //! Terminal output: colour policy, tables and trees.
 
 pub mod color;
+pub mod tree;
