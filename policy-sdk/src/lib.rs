@@ -10,6 +10,8 @@
 //! This crate compiles with rustc 1.63 (Debian's wasm32 toolchain) and current stable.
 #![deny(missing_docs)]
 
+#[cfg(feature = "rules")]
+pub mod rules;
 pub mod types;
 
 pub use types::*;
