@@ -16,4 +16,5 @@ pub mod cli;
 pub mod cluster;
 pub mod exit;
 pub mod lint;
+pub mod manifest;
 pub mod ui;
