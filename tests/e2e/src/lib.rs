@@ -1,2 +1,207 @@
-//! Helpers for the end-to-end tests: run real `kubectl` (with `kubectl-canary` on its plugin
-//! path) against an emulated API server.
+//! Helpers for the end-to-end tests: run the real `kubectl`, with `kubectl-canary` found through
+//! kubectl's plugin discovery on `PATH`, optionally against an emulated API server.
+//!
+//! One small runner ([`Kubectl`]) in the style of ripgrep's `TestCommand`: build the command,
+//! run it, and assert on a [`Run`] that prints everything when an assertion fails.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// A directory holding only `kubectl-canary` (a link to the freshly built binary), for `PATH`.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // The test binary is target/<profile>/deps/<name>-<hash>.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile> directory")
+            .to_path_buf();
+        let bin = profile_dir.join(format!("kubectl-canary{}", std::env::consts::EXE_SUFFIX));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "kubectl-canary", "--bin", "kubectl-canary"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        // Always ask cargo: it is a no-op when the binary is fresh, and a stale binary would
+        // test old code.
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building kubectl-canary failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        // A directory holding only the plugin: the profile directory itself also has
+        // `kubectl-canary.d` (cargo's dep-info), which `kubectl plugin list` flags.
+        let dir = profile_dir.join("e2e-plugin-path");
+        std::fs::create_dir_all(&dir).expect("create plugin PATH directory");
+        let link = dir.join(bin.file_name().expect("binary name"));
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&bin, &link) {
+            assert!(
+                e.kind() == std::io::ErrorKind::AlreadyExists,
+                "link {}: {e}",
+                link.display()
+            );
+        }
+        dir
+    })
+}
+
+/// The kubectl binary to test with: `$KUBECTL`, else `kubectl` on PATH. `None` (the test
+/// should skip, saying so) when there is none.
+pub fn kubectl_bin() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return Some(PathBuf::from(k));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+/// Print why a test is skipped, in a form CI logs make easy to find.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// A kubectl invocation builder with `kubectl-canary` discoverable on PATH.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    bin: PathBuf,
+    kubeconfig: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Kubectl {
+    /// kubectl from [`kubectl_bin`], or `None` when absent.
+    pub fn new() -> Option<Self> {
+        kubectl_bin().map(Self::with_binary)
+    }
+
+    /// A specific kubectl binary (e.g. one of the versioned ones).
+    pub fn with_binary(bin: PathBuf) -> Self {
+        Kubectl {
+            bin,
+            kubeconfig: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Use this kubeconfig (passed as `KUBECONFIG`, as a user would set it).
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Set an environment variable for every run.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run `kubectl <args>` and capture everything.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Run `kubectl <args>` with `stdin` as standard input.
+    pub fn run_with_stdin<I, S>(&self, args: I, stdin: &str) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::io::Write;
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let mut path = vec![plugin_dir().to_path_buf()];
+        if let Some(p) = std::env::var_os("PATH") {
+            path.extend(std::env::split_paths(&p));
+        }
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&args)
+            .env("PATH", std::env::join_paths(path).expect("PATH"))
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(k) = &self.kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.bin));
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        let output = child.wait_with_output().expect("wait for kubectl");
+        Run {
+            command: format!(
+                "{} {}",
+                self.bin.display(),
+                args.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The command line, for messages.
+    pub command: String,
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Assert exit code 0 and return self.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        self.code(0)
+    }
+
+    /// Assert this exit code and return self.
+    #[track_caller]
+    pub fn code(self, expected: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "`{}` exited {:?}, expected {expected}\n--- stdout\n{}--- stderr\n{}",
+            self.command,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Parse stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`{}` stdout is not JSON ({e}):\n{}",
+                self.command, self.stdout
+            )
+        })
+    }
+}
