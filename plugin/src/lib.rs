@@ -15,4 +15,5 @@
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod spec;
 pub mod ui;
