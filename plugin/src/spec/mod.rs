@@ -58,7 +58,11 @@ pub fn load_file(path: &Path) -> Result<Release, SpecError> {
 /// Parses and validates a release spec. `origin` names where the text came from in messages (a
 /// file name, `<stdin>`).
 pub fn parse_str(yaml: &str, origin: &str) -> Result<Release, SpecError> {
-    if yaml.trim().is_empty() {
+    let blank = yaml.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    });
+    if blank {
         return Err(SpecError::Yaml {
             origin: origin.to_string(),
             path: None,

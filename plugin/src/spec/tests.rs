@@ -196,6 +196,12 @@ fn malformed_yaml_reports_line_and_column() {
 
 #[test]
 fn empty_document_is_a_yaml_error() {
+    for blank in ["", "# only a comment\n---\n", "---\n...\n"] {
+        assert!(
+            yaml_error(blank).contains("the document is empty"),
+            "{blank:?}"
+        );
+    }
     assert_eq!(
         yaml_error("  \n"),
         "t.yaml: the document is empty; a Release needs apiVersion, kind, metadata and spec"
