@@ -15,5 +15,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod lint;
+pub mod manifest;
 pub mod spec;
 pub mod ui;

@@ -1,4 +1,5 @@
 //! Terminal output: colour policy, tables and trees.
 
 pub mod color;
+pub mod table;
 pub mod tree;

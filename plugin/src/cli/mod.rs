@@ -13,6 +13,8 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod lint;
+mod mtls;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -106,6 +108,11 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Print the plugin's version, policy ABI and build information.
     Version(version::VersionArgs),
+    /// Pre-flight checks: injection, port names, pod labels, subsets, references, conflicting
+    /// VirtualServices, mTLS conflicts (live cluster, files, or both).
+    Lint(lint::LintArgs),
+    /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
+    Mtls(mtls::MtlsArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -139,7 +146,69 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Completion(args) => completion::run(args),
         Command::Version(args) => version::run(args, &global),
+        Command::Lint(args) => block_on(lint::run(args, &global)),
+        Command::Mtls(args) => block_on(mtls::run(args, &global)),
     }
+}
+
+/// Run an async command on a single-threaded tokio runtime.
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}
+
+impl GlobalArgs {
+    /// How to reach the cluster, from the kubectl-style flags.
+    pub fn connect_options(&self) -> crate::cluster::ConnectOptions {
+        crate::cluster::ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+            request_timeout: Some(self.request_timeout.clone()),
+        }
+    }
+}
+
+/// Write one JSON value as pretty JSON or YAML.
+fn write_value(
+    out: &mut impl Write,
+    value: &serde_json::Value,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
+        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(value)?)?,
+    }
+    Ok(())
+}
+
+/// Write objects as a YAML stream (`---` between documents) or, in JSON, one object alone or
+/// several as a `v1` `List`, like kubectl.
+fn write_objects(
+    out: &mut impl Write,
+    objects: &[serde_json::Value],
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Yaml => {
+            for (i, obj) in objects.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                write!(out, "{}", serde_yaml::to_string(obj)?)?;
+            }
+        }
+        OutputFormat::Json => {
+            let doc = match objects {
+                [one] => one.clone(),
+                many => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -63,7 +63,16 @@ impl Cluster {
             }
             None => kube::Config::from_kubeconfig(&kube_opts)
                 .await
-                .map_err(|e| config_err(e.to_string()))?,
+                .map_err(|e| match std::env::var_os("KUBECONFIG") {
+                    None if matches!(e, kube::config::KubeconfigError::ReadConfig(..)) => {
+                        config_err(
+                            "no kubeconfig found ($KUBECONFIG is unset and ~/.kube/config \
+                             cannot be read); pass --kubeconfig FILE"
+                                .to_string(),
+                        )
+                    }
+                    _ => config_err(e.to_string()),
+                })?,
         };
         if let Some(timeout) = timeout {
             config.connect_timeout = Some(timeout);

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod clone;
 pub mod connect;
 mod error;
+pub mod inventory;
 pub mod order;
 pub mod resources;
 pub mod state;
