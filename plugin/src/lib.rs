@@ -17,4 +17,5 @@ pub mod cluster;
 pub mod exit;
 pub mod lint;
 pub mod manifest;
+pub mod spec;
 pub mod ui;

@@ -1,0 +1,120 @@
+//! Release specs: the model, parsing with field paths, and validation that reports every problem.
+//!
+//! ```yaml
+//! apiVersion: canary.kubectl.dev/v1alpha1
+//! kind: Release
+//! metadata: {name: voting-v2, namespace: voting}
+//! spec:
+//!   services:
+//!     - name: voting-app
+//!       stable: {version: "1.0"}
+//!       canary: {version: "2.0"}
+//!   policy:
+//!     module: builtin:progressive
+//!     config: {steps: [10, 50, 100], pause: 5m}
+//! ```
+//!
+//! [`parse_str`] and [`load_file`] return only releases that passed [`Release::validate`]:
+//! names are DNS-1123, versions map to subset names, gateway references, tester regexes and
+//! header names are what istiod accepts ([`policy_sdk::rules`]), steps are weights that increase to
+//! 100. Problems come back all at once, each with its field path
+//! (`spec.services[1].canary.version`) and the value as written.
+
+mod error;
+mod model;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+use std::path::Path;
+
+pub use error::{FieldError, SpecError};
+pub use model::{
+    AnalysisSpec, CanaryVersion, Metadata, MetricSpec, MtlsMode, PolicyLimits, PolicySpec, Release,
+    ReleaseSpec, ServiceSpec, StableVersion, API_VERSION, DEFAULT_APP_LABEL, DEFAULT_VERSION_LABEL,
+    KIND,
+};
+pub use validate::cookie_regex;
+
+/// Reads, parses and validates the release spec in `path`; `-` reads stdin.
+pub fn load_file(path: &Path) -> Result<Release, SpecError> {
+    let io_error = |source| SpecError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(io_error)?;
+        return parse_str(&text, "<stdin>");
+    }
+    let text = std::fs::read_to_string(path).map_err(io_error)?;
+    parse_str(&text, &path.display().to_string())
+}
+
+/// Parses and validates a release spec. `origin` names where the text came from in messages (a
+/// file name, `<stdin>`).
+pub fn parse_str(yaml: &str, origin: &str) -> Result<Release, SpecError> {
+    let blank = yaml.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
+    });
+    if blank {
+        return Err(SpecError::Yaml {
+            origin: origin.to_string(),
+            path: None,
+            line: None,
+            column: None,
+            message: "the document is empty; a Release needs apiVersion, kind, metadata and spec"
+                .to_string(),
+        });
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(yaml);
+    let release: Release =
+        serde_path_to_error::deserialize(deserializer).map_err(|e| yaml_error(origin, e))?;
+    release.validate()?;
+    Ok(release)
+}
+
+impl Release {
+    /// Checks every rule of the spec; [`SpecError::Invalid`] lists all problems found.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let problems = validate::validate(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError::Invalid(problems))
+        }
+    }
+}
+
+fn yaml_error(origin: &str, error: serde_path_to_error::Error<serde_yaml::Error>) -> SpecError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let location = inner.location();
+    let mut message = inner.to_string();
+    // serde_yaml appends " at line L column C"; the location is reported separately.
+    if let Some(location) = &location {
+        let suffix = format!(" at line {} column {}", location.line(), location.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
+    // serde_yaml also prefixes its own idea of the path (`spec.services[0]: unknown field ...`);
+    // the path is reported separately too.
+    if let Some((head, rest)) = message.split_once(": ") {
+        if !head.is_empty() && path.starts_with(head) && !head.contains(' ') {
+            message = rest.to_string();
+        }
+    }
+    SpecError::Yaml {
+        origin: origin.to_string(),
+        path: (path != ".").then_some(path),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        message,
+    }
+}

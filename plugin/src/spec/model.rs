@@ -1,0 +1,300 @@
+//! The Release spec as written by users: plain data, serde in both directions.
+//!
+//! Every struct refuses unknown fields, so a typo (`vesion:`) is an error that names the field
+//! path instead of a silently ignored line. Defaults are documented on the fields they apply to.
+
+use std::collections::BTreeMap;
+
+use policy_sdk::rules;
+use policy_sdk::{ReleaseInfo, ServiceInfo, VersionRef};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The only `apiVersion` this version of the plugin reads.
+pub const API_VERSION: &str = "canary.kubectl.dev/v1alpha1";
+
+/// The only `kind` of the spec.
+pub const KIND: &str = "Release";
+
+/// Default pod label that carries the version (`version: "1.0"`).
+pub const DEFAULT_VERSION_LABEL: &str = "version";
+
+/// Default pod label that carries the service's app name (`app: voting-app`).
+pub const DEFAULT_APP_LABEL: &str = "app";
+
+/// A release: one canary rollout over one or several services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Release {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be [`KIND`].
+    pub kind: String,
+    /// Name and namespace of the release.
+    pub metadata: Metadata,
+    /// What is released and how.
+    pub spec: ReleaseSpec,
+}
+
+/// Name and namespace of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Release name (DNS-1123 label); the state ConfigMap is `canary-<name>`.
+    pub name: String,
+    /// Namespace of the release and of all its services.
+    pub namespace: String,
+}
+
+/// The body of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseSpec {
+    /// The services released together, one or more. Their order is not assumed to be the call
+    /// order; it only decides the default entry service (see [`ServiceSpec::entry`]).
+    pub services: Vec<ServiceSpec>,
+    /// The policy that decides every stage.
+    pub policy: PolicySpec,
+    /// Where metrics come from; absent means the policy gets no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// Mutual TLS for the release namespace; absent leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsMode>,
+}
+
+/// One service taking part in a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The Kubernetes Service name, also the VirtualService host.
+    pub name: String,
+    /// Pod label carrying the version; default `version`.
+    #[serde(default = "default_version_label")]
+    pub version_label: String,
+    /// Pod label carrying the service's app name (its value is [`ServiceSpec::name`]);
+    /// default `app`.
+    #[serde(default = "default_app_label")]
+    pub app_label: String,
+    /// The version serving users now.
+    pub stable: StableVersion,
+    /// The new version.
+    pub canary: CanaryVersion,
+    /// Ingress gateways (`namespace/name`) whose traffic reaches this service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    /// Hosts of the gateway-facing VirtualService (`"*"`, `app.example.com`); only with
+    /// `gateways`. Absent means the service name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Whether the service receives traffic from outside the release (a gateway or callers that
+    /// are not released): tester matches go to entry services, chaining to the others.
+    ///
+    /// Default: `true` for services with `gateways`; when no service has gateways, `true` for the
+    /// first service only. See [`Release::is_entry`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<bool>,
+}
+
+/// The stable version of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StableVersion {
+    /// Value of the version label on the stable pods (a string: write `"1.0"`, not `1.0`).
+    #[serde(deserialize_with = "version_string")]
+    pub version: String,
+}
+
+/// The canary version of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryVersion {
+    /// Value of the version label on the canary pods (a string: write `"2.0"`, not `2.0`).
+    #[serde(deserialize_with = "version_string")]
+    pub version: String,
+    /// When set, `start` creates the canary Deployment by cloning the stable one with this image
+    /// (seed 001); when absent the canary Deployment must already exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// The policy module and its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// `builtin:<name>`, a path to a `.wasm` or `.wat` file, an `https://` URL or an
+    /// `oci://registry/repo:tag` reference.
+    pub module: String,
+    /// Pin: the module's sha256 (64 hex digits), verified before it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Handed to the policy verbatim. The built-in `progressive` policy reads `testers`,
+    /// `chain`, `steps` and `pause`; those keys are validated here for every policy.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub config: serde_json::Value,
+    /// Lower resource limits for the policy; the host's defaults and hard caps apply otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PolicyLimits>,
+}
+
+/// Resource limits a spec may set for its policy. They can only lower the host's limits; the
+/// policy host enforces the hard caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyLimits {
+    /// Linear memory limit, MiB.
+    #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    /// Instruction budget (wasmtime fuel) per decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall-clock limit per decision, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where the metrics handed to the policy come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// Prometheus base URL (`http://prometheus.istio-system:9090`).
+    pub prometheus: String,
+    /// The metrics queried for both versions, one or more.
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// One metric of the analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Name the policy sees the metric under (`success-rate`).
+    pub name: String,
+    /// PromQL query.
+    pub query: String,
+    /// The canary value must be at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_min: Option<f64>,
+    /// The canary value must be at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_max: Option<f64>,
+}
+
+/// Mutual TLS mode for the release namespace (a `PeerAuthentication` and the DestinationRules'
+/// `tls.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtlsMode {
+    /// Only mutual TLS is accepted (`STRICT`, `ISTIO_MUTUAL`).
+    Strict,
+    /// Mutual TLS and plain text are accepted (`PERMISSIVE`).
+    Permissive,
+    /// Plain text only (`DISABLE`).
+    Disable,
+}
+
+fn default_version_label() -> String {
+    DEFAULT_VERSION_LABEL.to_string()
+}
+
+fn default_app_label() -> String {
+    DEFAULT_APP_LABEL.to_string()
+}
+
+/// Reads a version as a string and refuses YAML numbers with a hint: `1.0` unquoted is the number
+/// 1, and its text cannot be recovered.
+fn version_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a version string such as \"1.0\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "version {v} is a YAML number; quote it: \"{v}\""
+            )))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "version {v} is a YAML number; quote it: \"{v}\""
+            )))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Err(E::custom(format!(
+                "version {v:?} is a YAML number; quote it as written, e.g. \"{v:?}\""
+            )))
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+impl Release {
+    /// The release name (`metadata.name`).
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The release namespace (`metadata.namespace`).
+    pub fn namespace(&self) -> &str {
+        &self.metadata.namespace
+    }
+
+    /// Whether `spec.services[index]` is an entry service: its `entry` when set; otherwise
+    /// `true` when it has gateways, or — when no service has gateways — when it is the first
+    /// service. `false` for an index out of range.
+    pub fn is_entry(&self, index: usize) -> bool {
+        let services = &self.spec.services;
+        let Some(service) = services.get(index) else {
+            return false;
+        };
+        if let Some(entry) = service.entry {
+            return entry;
+        }
+        if services.iter().any(|s| !s.gateways.is_empty()) {
+            !service.gateways.is_empty()
+        } else {
+            index == 0
+        }
+    }
+
+    /// The release as the policy sees it: every service with its subset names (from
+    /// [`rules::subset_name`]), pod labels `{appLabel: name, versionLabel: version}`,
+    /// host (the service name), entry flag and gateways.
+    ///
+    /// Meant for validated releases (everything [`super::parse_str`] returns); a version that
+    /// cannot map to a subset name gives an empty subset name here.
+    pub fn release_info(&self) -> ReleaseInfo {
+        let services = self
+            .spec
+            .services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| ServiceInfo {
+                name: service.name.clone(),
+                host: service.name.clone(),
+                stable: version_ref(service, &service.stable.version),
+                canary: version_ref(service, &service.canary.version),
+                entry: self.is_entry(index),
+                gateways: service.gateways.clone(),
+            })
+            .collect();
+        ReleaseInfo {
+            name: self.metadata.name.clone(),
+            namespace: self.metadata.namespace.clone(),
+            services,
+        }
+    }
+}
+
+fn version_ref(service: &ServiceSpec, version: &str) -> VersionRef {
+    let labels = BTreeMap::from([
+        (service.app_label.clone(), service.name.clone()),
+        (service.version_label.clone(), version.to_string()),
+    ]);
+    VersionRef {
+        subset: rules::subset_name(version).unwrap_or_default(),
+        labels,
+    }
+}

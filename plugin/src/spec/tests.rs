@@ -1,0 +1,615 @@
+use super::*;
+
+/// A valid spec exercising every optional part.
+const FULL: &str = r#"apiVersion: canary.kubectl.dev/v1alpha1
+kind: Release
+metadata: {name: voting-v2, namespace: voting}
+spec:
+  services:
+    - name: voting-app
+      versionLabel: version
+      stable: {version: "1.0"}
+      canary: {version: "2.0", image: "repo/voting-app:2.0"}
+      gateways: [istio-system/voting-gateway]
+      hosts: ["*"]
+    - name: analytics
+      appLabel: app.kubernetes.io/name
+      stable: {version: "1.0"}
+      canary: {version: "2.0"}
+  policy:
+    module: builtin:progressive
+    sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    config:
+      testers: {cookie: "user=tester"}
+      chain: true
+      steps: [10, 50, 100]
+      pause: 5m
+    limits: {memoryMiB: 16, fuel: 1000000, timeoutMs: 500}
+  analysis:
+    prometheus: http://prometheus.istio-system:9090
+    metrics:
+      - {name: success-rate, query: "sum(rate(x[1m]))", thresholdMin: 99}
+  mtls: strict
+"#;
+
+/// A valid minimal spec; tests replace parts of it.
+const MINIMAL: &str = r#"apiVersion: canary.kubectl.dev/v1alpha1
+kind: Release
+metadata: {name: r, namespace: ns}
+spec:
+  services:
+    - name: svc
+      stable: {version: "1.0"}
+      canary: {version: "2.0"}
+  policy:
+    module: builtin:progressive
+"#;
+
+fn with_config(config: &str) -> String {
+    format!("{MINIMAL}    config:\n{config}")
+}
+
+fn invalid(yaml: &str) -> Vec<FieldError> {
+    match parse_str(yaml, "t.yaml") {
+        Err(SpecError::Invalid(errors)) => errors,
+        other => panic!("expected SpecError::Invalid, got {other:?}"),
+    }
+}
+
+/// `path: message` of every problem.
+fn problems(yaml: &str) -> Vec<String> {
+    invalid(yaml).iter().map(ToString::to_string).collect()
+}
+
+fn yaml_error(yaml: &str) -> String {
+    match parse_str(yaml, "t.yaml") {
+        Err(e @ SpecError::Yaml { .. }) => e.to_string(),
+        other => panic!("expected SpecError::Yaml, got {other:?}"),
+    }
+}
+
+#[test]
+fn full_spec_parses_with_every_field() {
+    let release = parse_str(FULL, "t.yaml").expect("valid");
+    assert_eq!(release.name(), "voting-v2");
+    assert_eq!(release.namespace(), "voting");
+    let app = &release.spec.services[0];
+    assert_eq!(app.app_label, "app");
+    assert_eq!(app.canary.image.as_deref(), Some("repo/voting-app:2.0"));
+    assert_eq!(app.hosts, ["*"]);
+    assert_eq!(release.spec.services[1].version_label, "version");
+    let limits = release.spec.policy.limits.expect("limits");
+    assert_eq!(limits.memory_mib, Some(16));
+    assert_eq!(limits.timeout_ms, Some(500));
+    assert_eq!(release.spec.mtls, Some(MtlsMode::Strict));
+    assert_eq!(
+        release.spec.policy.config["testers"]["cookie"],
+        serde_json::json!("user=tester")
+    );
+    let analysis = release.spec.analysis.as_ref().expect("analysis");
+    assert_eq!(analysis.metrics[0].threshold_min, Some(99.0));
+}
+
+#[test]
+fn release_info_maps_services_subsets_labels_and_entry() {
+    let info = parse_str(FULL, "t.yaml").unwrap().release_info();
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "name": "voting-v2",
+            "namespace": "voting",
+            "services": [
+                {"name": "voting-app", "host": "voting-app",
+                 "stable": {"subset": "v1-0", "labels": {"app": "voting-app", "version": "1.0"}},
+                 "canary": {"subset": "v2-0", "labels": {"app": "voting-app", "version": "2.0"}},
+                 "entry": true, "gateways": ["istio-system/voting-gateway"]},
+                {"name": "analytics", "host": "analytics",
+                 "stable": {"subset": "v1-0",
+                            "labels": {"app.kubernetes.io/name": "analytics", "version": "1.0"}},
+                 "canary": {"subset": "v2-0",
+                            "labels": {"app.kubernetes.io/name": "analytics", "version": "2.0"}},
+                 "entry": false, "gateways": []}
+            ]
+        })
+    );
+}
+
+#[test]
+fn entry_defaults_to_gateway_services_else_the_first() {
+    let two = MINIMAL.replace(
+        "  policy:",
+        "    - name: second\n      stable: {version: v1}\n      canary: {version: v2}\n  policy:",
+    );
+    let release = parse_str(&two, "t").unwrap();
+    assert!(release.is_entry(0));
+    assert!(!release.is_entry(1));
+    assert!(!release.is_entry(2));
+
+    let second_has_gateway = two.replace(
+        "canary: {version: v2}",
+        "canary: {version: v2}\n      gateways: [istio-system/gw]",
+    );
+    let release = parse_str(&second_has_gateway, "t").unwrap();
+    assert!(!release.is_entry(0));
+    assert!(release.is_entry(1));
+
+    let explicit = two.replace(
+        "canary: {version: v2}",
+        "canary: {version: v2}\n      entry: true",
+    );
+    let release = parse_str(&explicit, "t").unwrap();
+    assert!(release.is_entry(0) && release.is_entry(1));
+}
+
+#[test]
+fn no_entry_service_is_refused() {
+    let none = MINIMAL.replace(
+        "canary: {version: \"2.0\"}",
+        "canary: {version: \"2.0\"}\n      entry: false",
+    );
+    assert_eq!(
+        problems(&none),
+        [
+            "spec.services: no entry service: set `entry: true` on the service that receives \
+          traffic from outside the release"
+        ]
+    );
+}
+
+#[test]
+fn serialises_back_to_an_equal_release() {
+    let release = parse_str(FULL, "t.yaml").unwrap();
+    let yaml = serde_yaml::to_string(&release).unwrap();
+    assert_eq!(parse_str(&yaml, "again").unwrap(), release);
+    let minimal = parse_str(MINIMAL, "t").unwrap();
+    let yaml = serde_yaml::to_string(&minimal).unwrap();
+    assert!(!yaml.contains("config"), "{yaml}");
+    assert_eq!(parse_str(&yaml, "again").unwrap(), minimal);
+}
+
+#[test]
+fn malformed_yaml_reports_line_and_column() {
+    assert_eq!(
+        yaml_error("apiVersion: canary.kubectl.dev/v1alpha1\nkind: \"Release\nmetadata: {}\n"),
+        "t.yaml:4:1: kind: found unexpected end of stream at line 4 column 1, while scanning a \
+         quoted scalar at line 2 column 7"
+    );
+    let e = parse_str(
+        "apiVersion: v1\nkind: Release\nmetadata: {name: a, namespace: b]\n",
+        "t.yaml",
+    )
+    .unwrap_err();
+    match e {
+        SpecError::Yaml {
+            line,
+            column,
+            ref message,
+            ..
+        } => {
+            let e = message;
+            assert_eq!((line, column), (Some(3), Some(33)), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn empty_document_is_a_yaml_error() {
+    for blank in ["", "# only a comment\n---\n", "---\n...\n"] {
+        assert!(
+            yaml_error(blank).contains("the document is empty"),
+            "{blank:?}"
+        );
+    }
+    assert_eq!(
+        yaml_error("  \n"),
+        "t.yaml: the document is empty; a Release needs apiVersion, kind, metadata and spec"
+    );
+}
+
+#[test]
+fn unknown_field_reports_its_path() {
+    let typo = MINIMAL.replace("canary: {version: \"2.0\"}", "canary: {vesion: \"2.0\"}");
+    assert_eq!(
+        yaml_error(&typo),
+        "t.yaml:8:16: spec.services[0].canary.vesion: unknown field `vesion`, expected \
+         `version` or `image`"
+    );
+    let top = format!("{MINIMAL}extra: 1\n");
+    assert_eq!(
+        yaml_error(&top),
+        "t.yaml:11:1: extra: unknown field `extra`, expected one of `apiVersion`, `kind`, \
+         `metadata`, `spec`"
+    );
+}
+
+#[test]
+fn wrong_types_and_missing_fields_report_their_path() {
+    let number = MINIMAL.replace("stable: {version: \"1.0\"}", "stable: {version: 1.0}");
+    assert_eq!(
+        yaml_error(&number),
+        "t.yaml:7:25: spec.services[0].stable.version: version 1.0 is a YAML number; quote it \
+         as written, e.g. \"1.0\""
+    );
+    let missing = MINIMAL.replace("metadata: {name: r, namespace: ns}", "metadata: {name: r}");
+    assert_eq!(
+        yaml_error(&missing),
+        "t.yaml:3:11: metadata: missing field `namespace`"
+    );
+    let mtls = format!("{MINIMAL}  mtls: strikt\n");
+    assert_eq!(
+        yaml_error(&mtls),
+        "t.yaml:11:9: spec.mtls: unknown variant `strikt`, expected one of `strict`, \
+         `permissive`, `disable`"
+    );
+}
+
+#[test]
+fn invalid_tester_regex_is_refused_with_the_rule_message() {
+    let yaml = with_config("      testers:\n        header: {name: x-user, regex: \"a(?=b)\"}\n");
+    let errors = invalid(&yaml);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].path, "spec.policy.config.testers.header.regex");
+    assert_eq!(errors[0].value, "a(?=b)");
+    assert_eq!(
+        errors[0].to_string(),
+        "spec.policy.config.testers.header.regex: invalid regex \"a(?=b)\": look-around is not \
+         supported by RE2"
+    );
+    // A cookie becomes ^(.*?;)?(<cookie>)(;.*)?$, which must compile.
+    let cookie = with_config("      testers: {cookie: \"user=(tester\"}\n");
+    assert_eq!(
+        problems(&cookie),
+        [
+            "spec.policy.config.testers.cookie: invalid regex \"^(.*?;)?(user=(tester)(;.*)?$\": \
+          not valid RE2 syntax: unclosed group"
+        ]
+    );
+}
+
+#[test]
+fn over_long_regex_is_refused() {
+    let long = "a".repeat(1025);
+    let yaml = with_config(&format!(
+        "      testers:\n        header: {{name: x-user, regex: \"{long}\"}}\n"
+    ));
+    let errors = invalid(&yaml);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].value, long);
+    assert_eq!(
+        errors[0].to_string(),
+        format!(
+            "spec.policy.config.testers.header.regex: invalid regex \"{}...\" (1025 characters): \
+             must be at most 1024 characters, got 1025",
+            "a".repeat(64)
+        )
+    );
+    let ok = with_config(&format!(
+        "      testers:\n        header: {{name: x-user, regex: \"{}\"}}\n",
+        "a".repeat(1024)
+    ));
+    assert!(parse_str(&ok, "t").is_ok());
+}
+
+#[test]
+fn header_testers_are_checked() {
+    let yaml = with_config("      testers:\n        header: {name: Canary, exact: x, prefix: y}\n");
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.policy.config.testers.header.name: invalid header name \"Canary\": must be \
+             lower case (found 'C'); use \"canary\"",
+            "spec.policy.config.testers.header: set exactly one of exact, prefix or regex",
+        ]
+    );
+    let both =
+        with_config("      testers: {cookie: a=b, header: {name: canary, exact: x}, user: z}\n");
+    assert_eq!(
+        problems(&both),
+        [
+            "spec.policy.config.testers.user: unknown field \"user\", expected cookie or header",
+            "spec.policy.config.testers: set either cookie or header, not both",
+        ]
+    );
+}
+
+#[test]
+fn weights_out_of_range_and_not_increasing() {
+    let yaml = with_config("      steps: [10, 101, -1, 5, 50, 50, 2.5, 100]\n");
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.policy.config.steps[1]: invalid weight \"101\": must be between 0 and 100",
+            "spec.policy.config.steps[2]: invalid weight \"-1\": must be between 0 and 100",
+            "spec.policy.config.steps[3]: weight 5 must be greater than the previous step (10)",
+            "spec.policy.config.steps[5]: weight 50 must be greater than the previous step (50)",
+            "spec.policy.config.steps[6]: must be a whole number 0..=100, got 2.5",
+        ]
+    );
+    assert_eq!(
+        problems(&with_config("      steps: [10, 50]\n")),
+        [
+            "spec.policy.config.steps[1]: the last step must be 100 (all traffic on the canary), \
+          got 50"
+        ]
+    );
+    assert_eq!(
+        problems(&with_config("      steps: []\n")),
+        ["spec.policy.config.steps: list at least one weight, the last one 100"]
+    );
+    assert!(parse_str(&with_config("      steps: [0, 100]\n"), "t").is_ok());
+    assert!(parse_str(&with_config("      steps: [100]\n"), "t").is_ok());
+}
+
+#[test]
+fn pause_and_chain_types() {
+    let yaml = with_config("      pause: 5 minutes please\n      chain: yes\n");
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.policy.config.chain: must be true or false, got a string",
+            "spec.policy.config.pause: invalid duration \"5 minutes please\": expected number \
+             at 10 (write e.g. 30s, 5m, 1h30m)",
+        ]
+    );
+    assert_eq!(
+        problems(&with_config("      pause: 300\n")),
+        ["spec.policy.config.pause: must be a duration string such as \"5m\", got a number"]
+    );
+}
+
+#[test]
+fn duplicate_services_are_refused() {
+    let yaml = MINIMAL.replace(
+        "  policy:",
+        "    - name: svc\n      stable: {version: v1}\n      canary: {version: v2}\n  policy:",
+    );
+    let errors = invalid(&yaml);
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "spec.services[1].name",
+            "svc",
+            "duplicate service \"svc\" (already at spec.services[0])"
+        )]
+    );
+}
+
+#[test]
+fn non_dns1123_names_are_refused() {
+    let yaml = MINIMAL
+        .replace("name: r,", "name: My_Release,")
+        .replace("namespace: ns", "namespace: ns.x")
+        .replace("- name: svc", "- name: Svc");
+    assert_eq!(
+        problems(&yaml),
+        [
+            "metadata.name: invalid DNS-1123 label \"My_Release\": 'M' is not allowed (lower-case \
+             letters, digits and '-' only)",
+            "metadata.namespace: invalid DNS-1123 label \"ns.x\": '.' is not allowed (lower-case \
+             letters, digits and '-' only)",
+            "spec.services[0].name: invalid DNS-1123 label \"Svc\": 'S' is not allowed \
+             (lower-case letters, digits and '-' only)",
+        ]
+    );
+}
+
+#[test]
+fn versions_must_differ_and_map_to_subsets() {
+    let same = MINIMAL.replace("{version: \"2.0\"}", "{version: \"1.0\"}");
+    assert_eq!(
+        problems(&same),
+        [
+            "spec.services[0].canary.version: \"1.0\" is also the stable version; the canary must \
+          be another version"
+        ]
+    );
+    let collide = MINIMAL.replace("{version: \"2.0\"}", "{version: \"1_0\"}");
+    assert_eq!(
+        problems(&collide),
+        ["spec.services[0].canary.version: \"1_0\" and stable version \"1.0\" both map to subset \
+          name \"v1-0\"; choose versions that differ in more than case, '.' and '_'"]
+    );
+    let bad = MINIMAL.replace("{version: \"2.0\"}", "{version: \"2.0/beta\"}");
+    let errors = invalid(&bad);
+    assert_eq!(errors[0].path, "spec.services[0].canary.version");
+    assert_eq!(errors[0].value, "2.0/beta");
+    assert_eq!(
+        errors[0].message,
+        "invalid version \"2.0/beta\": '/' is not allowed in a label value (letters, digits, '-', \
+         '_' and '.' only)"
+    );
+}
+
+#[test]
+fn gateways_hosts_and_labels_are_checked() {
+    let yaml = MINIMAL.replace(
+        "canary: {version: \"2.0\"}",
+        "canary: {version: \"2.0\", image: \"a b\"}\n      versionLabel: app\n      \
+         gateways: [mesh, gw, Istio/gw, ns/gw, ns/gw]\n      hosts: [\"*\", \"*.example.com\", \"Bad Host\"]",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.services[0].versionLabel: \"app\" is also the appLabel; the version needs its \
+             own label",
+            "spec.services[0].canary.image: invalid image \"a b\": must be a non-empty image \
+             reference without spaces",
+            "spec.services[0].gateways[0]: \"mesh\" is not an ingress gateway; mesh traffic is \
+             always routed, list ingress gateways only",
+            "spec.services[0].gateways[1]: gateway \"gw\" needs its namespace: write \
+             namespace/name (e.g. istio-system/gw)",
+            "spec.services[0].gateways[2]: invalid gateway reference \"Istio/gw\": namespace \
+             \"Istio\": 'I' is not allowed (lower-case letters, digits and '-' only)",
+            "spec.services[0].gateways[4]: duplicate gateway \"ns/gw\"",
+            "spec.services[0].hosts[2]: invalid host \"Bad Host\": must be \"*\", a DNS name or \
+             *.<DNS name>, lower case",
+        ]
+    );
+    let hosts_only = MINIMAL.replace(
+        "canary: {version: \"2.0\"}",
+        "canary: {version: \"2.0\"}\n      hosts: [\"*\"]\n      appLabel: \"-x\"",
+    );
+    assert_eq!(
+        problems(&hosts_only),
+        [
+            "spec.services[0].appLabel: invalid label key \"-x\": must be [prefix/]name, name up \
+             to 63 letters, digits, '-', '_' or '.' starting and ending with a letter or digit",
+            "spec.services[0].hosts: hosts are only used with gateways; add gateways or remove \
+             hosts",
+        ]
+    );
+}
+
+#[test]
+fn policy_module_pin_and_limits() {
+    for ok in [
+        "builtin:progressive",
+        "./org-policy.wasm",
+        "/abs/p.wat",
+        "https://example.com/p.wasm",
+        "oci://ghcr.io/org/policy:1.0",
+        "oci://ghcr.io/org/policy@sha256:abc",
+    ] {
+        let yaml = MINIMAL.replace("builtin:progressive", ok);
+        assert!(parse_str(&yaml, "t").is_ok(), "{ok}");
+    }
+    let yaml = MINIMAL.replace(
+        "module: builtin:progressive",
+        "module: builtin:Prog\n    sha256: abc\n    limits: {fuel: 0}",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.policy.module: invalid built-in policy name \"Prog\": 'P' is not allowed \
+             (lower-case letters, digits and '-' only)",
+            "spec.policy.sha256: invalid sha256 pin \"abc\": must be 64 hex digits (the output of \
+             `sha256sum` or `kubectl canary policy inspect`)",
+            "spec.policy.limits.fuel: must be at least 1 (omit it to use the default)",
+        ]
+    );
+    let yaml = MINIMAL.replace("builtin:progressive", "policy.so");
+    assert_eq!(
+        problems(&yaml),
+        ["spec.policy.module: invalid policy module \"policy.so\": must be builtin:<name>, a path \
+          to a .wasm or .wat file, an https:// URL or an oci:// reference"]
+    );
+    let yaml = with_config("      - 1\n");
+    assert_eq!(
+        problems(&yaml),
+        ["spec.policy.config: must be a mapping, got a list"]
+    );
+}
+
+#[test]
+fn analysis_is_checked() {
+    let yaml = format!(
+        "{MINIMAL}  analysis:\n    prometheus: prometheus:9090\n    metrics:\n      \
+         - {{name: ok, query: q, thresholdMin: 2, thresholdMax: 1}}\n      \
+         - {{name: ok, query: \" \"}}\n"
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.analysis.prometheus: invalid Prometheus URL \"prometheus:9090\": must be \
+             http:// or https:// with a host",
+            "spec.analysis.metrics[0].thresholdMax: thresholdMax 1 is below thresholdMin 2",
+            "spec.analysis.metrics[1].name: duplicate metric \"ok\" (already at \
+             spec.analysis.metrics[0])",
+            "spec.analysis.metrics[1].query: must not be empty",
+            "spec.analysis.metrics[1]: set thresholdMin, thresholdMax or both",
+        ]
+    );
+}
+
+#[test]
+fn several_errors_are_all_reported_one_per_line() {
+    let yaml = r#"apiVersion: canary.kubectl.dev/v1beta9
+kind: Rollout
+metadata: {name: r, namespace: ns}
+spec:
+  services:
+    - name: a
+      stable: {version: "1.0"}
+      canary: {version: "1.0"}
+    - name: a
+      stable: {version: v1}
+      canary: {version: v2}
+      gateways: [x/y/z]
+  policy:
+    module: builtin:progressive
+    config:
+      steps: [50, 120]
+      testers: {cookie: "user=tester"}
+"#;
+    let error = parse_str(yaml, "t.yaml").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid release spec (6 problems):\n  \
+         apiVersion: unsupported apiVersion \"canary.kubectl.dev/v1beta9\"; this plugin reads \
+         canary.kubectl.dev/v1alpha1\n  \
+         kind: kind \"Rollout\" is not Release\n  \
+         spec.services[0].canary.version: \"1.0\" is also the stable version; the canary must be \
+         another version\n  \
+         spec.services[1].name: duplicate service \"a\" (already at spec.services[0])\n  \
+         spec.services[1].gateways[0]: invalid gateway reference \"x/y/z\": must be `mesh`, \
+         `name` or `namespace/name`\n  \
+         spec.policy.config.steps[1]: invalid weight \"120\": must be between 0 and 100"
+    );
+}
+
+#[test]
+fn load_file_reads_files_and_reports_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("release.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    assert_eq!(load_file(&path).unwrap().name(), "r");
+
+    let missing = dir.path().join("missing.yaml");
+    let error = load_file(&missing).unwrap_err();
+    assert!(matches!(error, SpecError::Io { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("cannot read release spec {}: ", missing.display())),
+        "{error}"
+    );
+
+    std::fs::write(&path, "kind: [").unwrap();
+    let error = load_file(&path).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("{}:1:", path.display())),
+        "{error}"
+    );
+}
+
+#[test]
+fn no_panic_on_truncated_or_mangled_input() {
+    let mut inputs: Vec<String> = Vec::new();
+    for (i, _) in FULL.char_indices() {
+        inputs.push(FULL[..i].to_string());
+    }
+    for (i, c) in FULL.char_indices().step_by(7) {
+        for replacement in [
+            "", ":", "[", "\"", "\t", "- ", "{", "é", "\u{0}", "&a", "*a", "!!",
+        ] {
+            let mut mangled = FULL.to_string();
+            mangled.replace_range(i..i + c.len_utf8(), replacement);
+            inputs.push(mangled);
+        }
+    }
+    let mut accepted = 0;
+    for input in &inputs {
+        match parse_str(input, "fuzz") {
+            Ok(release) => {
+                accepted += 1;
+                // Whatever is accepted is usable downstream.
+                let info = release.release_info();
+                assert!(info.services.iter().all(|s| !s.stable.subset.is_empty()));
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    assert!(accepted > 0 && accepted < inputs.len());
+}
