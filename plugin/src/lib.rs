@@ -15,7 +15,10 @@
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod istio;
 pub mod lint;
 pub mod manifest;
+pub mod render;
+pub mod sim;
 pub mod spec;
 pub mod ui;
