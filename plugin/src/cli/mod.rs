@@ -13,8 +13,10 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod explain;
 mod lint;
 mod mtls;
+mod render;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -113,6 +115,10 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Route simulator: which subset a request (or caller) reaches, and which rule decided.
+    Explain(explain::ExplainArgs),
+    /// Print the Istio objects of a release at a stage (default: the baseline), offline.
+    Render(render::RenderArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -148,6 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),
         Command::Mtls(args) => block_on(mtls::run(args, &global)),
+        Command::Explain(args) => explain::run(args, &global),
+        Command::Render(args) => render::run(args, &global),
     }
 }
 

@@ -7,6 +7,11 @@
 //! cannot be rendered safely (an unknown service, a destination whose subset would not exist —
 //! the 503 window — all-zero weights, …) is a [`RenderError`]; nothing partial comes back.
 //!
+//! A service with gateways gets one VirtualService bound to its gateways and `mesh`, with hosts
+//! `[<host>] + gateway_hosts`; except when the gateway hosts include `*`, which istiod refuses
+//! for `mesh` ("wildcard host * is not allowed for virtual services bound to the mesh gateway"):
+//! then `<service>` serves `mesh` and `<service>-gateway` (same rules) serves the gateways.
+//!
 //! [`Rendered`] lists the objects in make-before-break apply order: DestinationRules (subsets
 //! exist) before the VirtualServices that use them, PeerAuthentication (servers) last, after the
 //! clients' `ISTIO_MUTUAL`.
@@ -37,6 +42,9 @@ pub const MANAGED_BY: &str = "kubectl-canary";
 pub const RELEASE_LABEL: &str = "canary.kubectl.dev/release";
 /// Name of the namespace-wide PeerAuthentication (Istio's convention for the namespace policy).
 pub const PEER_AUTHENTICATION_NAME: &str = "default";
+/// Suffix of the gateway-only VirtualService rendered when a service's gateway hosts include
+/// `*`, which istiod refuses in a VirtualService bound to `mesh`.
+pub const GATEWAY_VS_SUFFIX: &str = "-gateway";
 /// The gateway name of sidecar (in-mesh) traffic.
 pub const MESH_GATEWAY: &str = "mesh";
 
@@ -168,9 +176,11 @@ pub fn render(
         rules.push(IstioObject::DestinationRule(destination_rule(
             release, service, opts,
         )));
-        virtual_services.push(IstioObject::VirtualService(virtual_service(
-            release, service, routes, opts,
-        )?));
+        virtual_services.extend(
+            virtual_service(release, service, routes, opts)?
+                .into_iter()
+                .map(IstioObject::VirtualService),
+        );
     }
     let mut objects = rules;
     objects.extend(virtual_services);
@@ -272,23 +282,12 @@ fn virtual_service(
     service: &ServiceInfo,
     routes: &[Rule],
     opts: &RenderOptions,
-) -> Result<VirtualService, RenderError> {
+) -> Result<Vec<VirtualService>, RenderError> {
     let svc = &service.name;
     if routes.is_empty() {
         return Err(RenderError::NoRules {
             service: svc.clone(),
         });
-    }
-    let mut hosts = vec![service.host.clone()];
-    let mut gateways = Vec::new();
-    if !service.gateways.is_empty() {
-        for host in opts.gateway_hosts.get(svc).into_iter().flatten() {
-            if !hosts.contains(host) {
-                hosts.push(host.clone());
-            }
-        }
-        gateways = service.gateways.clone();
-        gateways.push(MESH_GATEWAY.to_string());
     }
     let mut names = BTreeSet::new();
     let mut http = Vec::with_capacity(routes.len());
@@ -318,17 +317,38 @@ fn virtual_service(
             ..Default::default()
         });
     }
-    Ok(VirtualService {
+    let vs = |name: &str, hosts: Vec<String>, gateways: Vec<String>| VirtualService {
         api_version: NETWORKING_V1.to_string(),
         kind: "VirtualService".to_string(),
-        metadata: metadata(release, svc),
+        metadata: metadata(release, name),
         spec: VirtualServiceSpec {
             hosts,
             gateways,
-            http,
+            http: http.clone(),
             export_to: vec![],
         },
-    })
+    };
+    if service.gateways.is_empty() {
+        return Ok(vec![vs(svc, vec![service.host.clone()], vec![])]);
+    }
+    let extra: Vec<String> = opts
+        .gateway_hosts
+        .get(svc)
+        .into_iter()
+        .flatten()
+        .filter(|h| **h != service.host)
+        .cloned()
+        .collect();
+    let mut gateways = service.gateways.clone();
+    if extra.iter().any(|h| h == "*") {
+        // istiod refuses `*` in a VirtualService bound to `mesh`: the sidecars get their own.
+        let ingress = vs(&format!("{svc}{GATEWAY_VS_SUFFIX}"), extra, gateways);
+        return Ok(vec![vs(svc, vec![service.host.clone()], vec![]), ingress]);
+    }
+    let mut hosts = vec![service.host.clone()];
+    hosts.extend(extra);
+    gateways.push(MESH_GATEWAY.to_string());
+    Ok(vec![vs(svc, hosts, gateways)])
 }
 
 fn match_block(

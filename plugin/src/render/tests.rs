@@ -312,6 +312,7 @@ fn objects_come_in_make_before_break_order() {
             "VirtualService",
             "VirtualService",
             "VirtualService",
+            "VirtualService",
             "PeerAuthentication"
         ]
     );
@@ -561,4 +562,50 @@ fn route_names_are_readable_and_unique() {
         .map(|h| h.name.clone().unwrap())
         .collect();
     assert_eq!(names, ["tester-cookie", "tester-cookie-2", "all-stable"]);
+}
+
+#[test]
+fn gateway_hosts_join_the_mesh_virtual_service_unless_they_are_a_bare_wildcard() {
+    // `*` bound to mesh is refused by istiod: the gateway gets its own VirtualService.
+    let (r, s, o) = seed_003();
+    let rendered = render(&r, &s, &o).unwrap();
+    let frontend: Vec<(&str, &[String], &[String])> = rendered
+        .virtual_services()
+        .filter(|vs| vs.metadata.name.starts_with("frontend"))
+        .map(|vs| {
+            (
+                vs.metadata.name.as_str(),
+                &vs.spec.hosts[..],
+                &vs.spec.gateways[..],
+            )
+        })
+        .collect();
+    assert_eq!(
+        frontend,
+        [
+            ("frontend", &["frontend".to_string()][..], &[][..]),
+            (
+                "frontend-gateway",
+                &["*".to_string()][..],
+                &["istio-system/weather-gateway".to_string()][..]
+            ),
+        ]
+    );
+    // The simulator (which refuses what istiod refuses) accepts the result.
+    table(&rendered);
+
+    // A named host can share the VirtualService with mesh.
+    let opts = RenderOptions {
+        gateway_hosts: BTreeMap::from([(
+            "frontend".to_string(),
+            vec!["weather.example.com".to_string()],
+        )]),
+        ..Default::default()
+    };
+    let rendered = render(&r, &s, &opts).unwrap();
+    let vs = rendered.virtual_services().next().unwrap();
+    assert_eq!(vs.metadata.name, "frontend");
+    assert_eq!(vs.spec.hosts, ["frontend", "weather.example.com"]);
+    assert_eq!(vs.spec.gateways, ["istio-system/weather-gateway", "mesh"]);
+    assert_eq!(rendered.virtual_services().count(), 2);
 }

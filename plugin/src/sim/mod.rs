@@ -62,6 +62,16 @@ pub enum SimError {
         /// Why.
         reason: String,
     },
+    /// A VirtualService istiod would refuse, so it never reaches a proxy.
+    #[error("VirtualService {object}: {field}: {reason} (istiod refuses this object)")]
+    Refused {
+        /// `namespace/name`.
+        object: String,
+        /// Field path.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// The decisive rule delegates, which the simulator does not follow.
     #[error("VirtualService {object}: spec.http[{rule}] delegates to another VirtualService, which the simulator does not follow")]
     Delegate {
@@ -94,6 +104,19 @@ impl RouteTable {
         }
         let mut regexes = HashMap::new();
         for vs in &table.virtual_services {
+            let mesh = vs.spec.gateways.is_empty()
+                || vs
+                    .spec
+                    .gateways
+                    .iter()
+                    .any(|g| g == crate::render::MESH_GATEWAY);
+            if let Some(i) = vs.spec.hosts.iter().position(|h| h == "*").filter(|_| mesh) {
+                return Err(SimError::Refused {
+                    object: object_name(vs),
+                    field: format!("spec.hosts[{i}]"),
+                    reason: "wildcard host * is not allowed for virtual services bound to the mesh gateway".to_string(),
+                });
+            }
             for (r, rule) in vs.spec.http.iter().enumerate() {
                 for (m, block) in rule.matches.iter().enumerate() {
                     for (field, sm) in string_matches(block) {

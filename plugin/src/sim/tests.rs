@@ -422,6 +422,18 @@ fn hosts_short_names_fqdn_and_wildcards() {
 }
 
 #[test]
+fn a_wildcard_host_bound_to_mesh_is_refused_like_istiod_does() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: f, namespace: w}\nspec:\n  hosts: [f, '*']\n  gateways: [istio-system/gw, mesh]\n  http:\n  - route: [{destination: {host: f}}]\n";
+    let objects: Vec<IstioObject> = crate::manifest::parse_stream(vs, "t")
+        .unwrap()
+        .iter()
+        .filter_map(|s| IstioObject::from_value(&s.object).unwrap())
+        .collect();
+    let err = RouteTable::new(objects).unwrap_err().to_string();
+    assert_eq!(err, "VirtualService w/f: spec.hosts[1]: wildcard host * is not allowed for virtual services bound to the mesh gateway (istiod refuses this object)");
+}
+
+#[test]
 fn and_inside_a_block_first_rule_wins() {
     let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n  - name: both\n    match: [{uri: {prefix: /a}, headers: {x: {exact: '1'}}}]\n    route: [{destination: {host: both}}]\n  - name: first\n    match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: first}}]\n  - name: second\n    match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: second}}]\n  - route: [{destination: {host: rest}}]\n";
     let t = table(vs);
