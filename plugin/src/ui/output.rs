@@ -81,7 +81,7 @@ mod tests {
         let list: Value = serde_json::from_str(&to_json_text(&objects)).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"][1]["kind"], "B");
-        let one: Value = serde_json::from_str(&to_json_text(&[a.clone()])).unwrap();
+        let one: Value = serde_json::from_str(&to_json_text(std::slice::from_ref(&a))).unwrap();
         assert_eq!(one, a);
         let mut buf = Vec::new();
         write_objects(&mut buf, &objects, Format::Json).unwrap();
