@@ -49,7 +49,7 @@ pub enum RenderError {
     },
     /// A destination's role has no subset in the rendered DestinationRule: requests would get
     /// 503 (`NC`).
-    #[error("{field}: {role:?} subset {subset:?} of service {service:?} is not in its DestinationRule at this point, so requests routed there would get 503; route to a version whose subset exists")]
+    #[error("{field}: {} subset {subset:?} of service {service:?} is not in its DestinationRule at this point, so requests routed there would get 503; route to a version whose subset exists", role_word(*.role))]
     NoSubset {
         /// Field path.
         field: String,
@@ -76,4 +76,11 @@ pub enum RenderError {
         /// The rule that refused it.
         source: RuleError,
     },
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Stable => "stable",
+        Role::Canary => "canary",
+    }
 }

@@ -457,6 +457,11 @@ fn intent_that_cannot_render_is_refused() {
             subset: "v1".into(),
         }
     );
+    assert!(
+        err.to_string()
+            .starts_with("routes.reviews[0].to[0].subset: stable subset \"v1\" of service \"reviews\" is not in its DestinationRule"),
+        "{err}"
+    );
     assert!(err.to_string().contains("503"), "{err}");
     // All-zero weights.
     let zero = stage("0", vec![("reviews", vec![weighted(0, 0)])]);
