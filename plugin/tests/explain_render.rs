@@ -275,3 +275,24 @@ fn render_refuses_a_stage_that_would_503() {
         run.stderr()
     );
 }
+
+#[test]
+fn render_json_list_feeds_explain_with_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = TestCommand::new(&["render", "-o", "json", "--final", "-f"])
+        .arg(example("frontend-backend.yaml"))
+        .run();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let objects = dir.path().join("objects.json");
+    std::fs::write(&objects, run.stdout()).unwrap();
+    let run = TestCommand::new(&["explain", "-n", "default", "--host", "backend:8080", "-f"])
+        .arg(&objects)
+        .run();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().starts_with("request: GET backend:8080/ via mesh\n  VirtualService default/backend (host \"backend\")\n"), "{}", run.stdout());
+    assert!(
+        run.stdout().ends_with("backend   v2       100%\n"),
+        "{}",
+        run.stdout()
+    );
+}

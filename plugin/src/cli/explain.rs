@@ -31,7 +31,7 @@ pub struct ExplainArgs {
     /// `kind: List` is unpacked). Repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,
-    /// The request's host (`Host` header without the port).
+    /// The request's host (`Host` header); `host:port` sets --port too.
     #[arg(long, value_name = "HOST")]
     pub host: String,
     /// The port the client puts in the `Host` header, if any.
@@ -103,11 +103,15 @@ pub fn run(args: ExplainArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 fn request(args: &ExplainArgs, global: &GlobalArgs) -> Request {
-    let mut request = Request::new(args.host.clone())
+    let (host, port) = match args.host.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => (host, port.parse().ok()),
+        _ => (args.host.as_str(), None),
+    };
+    let mut request = Request::new(host)
         .path(args.path.clone())
         .gateway(GatewayRef::parse(&args.gateway));
     request.method = args.method.to_ascii_uppercase();
-    request.port = args.port;
+    request.port = args.port.or(port);
     for (name, value) in &args.headers {
         request = request.header(name, value.clone());
     }
