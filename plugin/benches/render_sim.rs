@@ -2,6 +2,7 @@
 //!
 //! Targets (issue 3): render + simulate a 200-service release in < 50 ms; `kubectl canary
 //! explain` from process start to exit in < 20 ms.
+#![allow(missing_docs)] // criterion's macros generate undocumented public functions
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

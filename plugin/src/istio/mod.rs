@@ -174,14 +174,15 @@ pub fn qualify_host(host: &str, namespace: &str) -> String {
 /// Whether a (qualified) rule host matches a concrete request host: equal, `*`, or a `*.suffix`
 /// wildcard whose suffix ends the host. Case-insensitive.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let host = host.to_ascii_lowercase();
-    if pattern == "*" || pattern == host {
+    if pattern == "*" || pattern.eq_ignore_ascii_case(host) {
         return true;
     }
     match pattern.strip_prefix('*') {
         Some(suffix) => {
-            suffix.starts_with('.') && host.len() > suffix.len() && host.ends_with(suffix)
+            suffix.starts_with('.')
+                && host.len() > suffix.len()
+                && host.as_bytes()[host.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
         }
         None => false,
     }

@@ -20,7 +20,8 @@ mod error;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use policy_sdk::rules;
 use policy_sdk::{Destination as Intent, Match, ReleaseInfo, Role, Rule, ServiceInfo, Stage};
@@ -163,6 +164,8 @@ pub fn render(
             known: release.services.iter().map(|s| s.name.clone()).collect(),
         });
     }
+    // Regexes already checked in this call: stages repeat the same tester regex per service.
+    let checked = RefCell::new(HashSet::new());
     let mut rules = Vec::with_capacity(release.services.len());
     let mut virtual_services = Vec::with_capacity(release.services.len());
     for service in &release.services {
@@ -177,7 +180,7 @@ pub fn render(
             release, service, opts,
         )));
         virtual_services.extend(
-            virtual_service(release, service, routes, opts)?
+            virtual_service(release, service, routes, opts, &checked)?
                 .into_iter()
                 .map(IstioObject::VirtualService),
         );
@@ -282,6 +285,7 @@ fn virtual_service(
     service: &ServiceInfo,
     routes: &[Rule],
     opts: &RenderOptions,
+    checked: &RefCell<HashSet<String>>,
 ) -> Result<Vec<VirtualService>, RenderError> {
     let svc = &service.name;
     if routes.is_empty() {
@@ -306,7 +310,9 @@ fn virtual_service(
         }
         let mut matches = Vec::with_capacity(rule.matches.len());
         for (m, block) in rule.matches.iter().enumerate() {
-            matches.push(match_block(block, &|f| at(&format!(".match[{m}]{f}")))?);
+            matches.push(match_block(block, checked, &|f| {
+                at(&format!(".match[{m}]{f}"))
+            })?);
         }
         let route = destinations(service, rule, opts, &at)?;
         let name = unique_name(&mut names, rule_name(rule));
@@ -353,11 +359,14 @@ fn virtual_service(
 
 fn match_block(
     block: &Match,
+    checked: &RefCell<HashSet<String>>,
     at: &dyn Fn(&str) -> String,
 ) -> Result<HttpMatchRequest, RenderError> {
     let check = |m: &policy_sdk::StringMatch, field: String| match m {
-        policy_sdk::StringMatch::Regex(re) => {
-            rules::check_regex(re).map_err(|source| RenderError::Invalid { field, source })
+        policy_sdk::StringMatch::Regex(re) if !checked.borrow().contains(re) => {
+            rules::check_regex(re).map_err(|source| RenderError::Invalid { field, source })?;
+            checked.borrow_mut().insert(re.clone());
+            Ok(())
         }
         _ => Ok(()),
     };

@@ -86,6 +86,8 @@ pub enum SimError {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     virtual_services: Vec<VirtualService>,
+    /// Per VirtualService: its hosts as written and qualified with its namespace.
+    qualified_hosts: Vec<Vec<(String, String)>>,
     destination_rules: Vec<DestinationRule>,
     regexes: HashMap<String, Regex>,
 }
@@ -135,6 +137,18 @@ impl RouteTable {
             }
         }
         table.regexes = regexes;
+        table.qualified_hosts = table
+            .virtual_services
+            .iter()
+            .map(|vs| {
+                let ns = vs.metadata.namespace_or_default();
+                vs.spec
+                    .hosts
+                    .iter()
+                    .map(|h| (h.clone(), qualify_host(h, ns)))
+                    .collect()
+            })
+            .collect();
         Ok(table)
     }
 
@@ -186,7 +200,8 @@ impl RouteTable {
     fn select(&self, request: &Request) -> Option<(&VirtualService, String, Vec<String>)> {
         let mut best: Option<(&VirtualService, String, usize)> = None;
         let mut notes = Vec::new();
-        for vs in &self.virtual_services {
+        let mut candidates: Option<(&str, Vec<String>)> = None;
+        for (vs, hosts) in self.virtual_services.iter().zip(&self.qualified_hosts) {
             let ns = vs.metadata.namespace_or_default();
             let bound = if vs.spec.gateways.is_empty() {
                 request.gateway.is_mesh()
@@ -196,20 +211,17 @@ impl RouteTable {
             if !bound {
                 continue;
             }
-            let candidates = request_hosts(request, ns);
-            let hit = vs
-                .spec
-                .hosts
+            if candidates.as_ref().is_none_or(|(cns, _)| *cns != ns) {
+                candidates = Some((ns, request_hosts(request, ns)));
+            }
+            let names = candidates.as_ref().map(|(_, c)| &c[..]).unwrap_or_default();
+            let hit = hosts
                 .iter()
-                .filter_map(|h| {
-                    let pattern = qualify_host(h, ns);
-                    candidates
-                        .iter()
-                        .any(|c| host_matches(&pattern, c))
-                        .then(|| (h.clone(), specificity(&pattern)))
-                })
+                .filter(|(_, pattern)| names.iter().any(|c| host_matches(pattern, c)))
+                .map(|(h, pattern)| (h, specificity(pattern)))
                 .max_by_key(|(_, s)| *s);
             let Some((host, score)) = hit else { continue };
+            let host = host.clone();
             match &best {
                 Some((current, _, best_score)) if *best_score >= score => notes.push(format!(
                     "VirtualService {} also matches host {:?} but {} takes precedence",
