@@ -128,7 +128,7 @@ impl Schema {
     pub fn validate(&self, obj: &Value, unknown: UnknownFields) -> Outcome {
         let mut object = obj.clone();
         let mut pruned = Vec::new();
-        walk::normalize(&self.root, &mut object, &mut String::new(), true, &mut pruned);
+        walk::normalize(&self.root, &mut object, &mut walk::Path::default(), true, &mut pruned);
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         match unknown {
@@ -146,7 +146,7 @@ impl Schema {
         walk::validate(
             &self.root,
             &object,
-            &mut String::new(),
+            &mut walk::Path::default(),
             true,
             Checks { structural: true },
             &mut errors,

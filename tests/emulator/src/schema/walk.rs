@@ -11,24 +11,80 @@ use super::error::{go_float, FieldError, FieldErrorKind};
 use super::format;
 use super::node::{Additional, JsonType, ListType, Node};
 
-/// Appends `.name` (or `name` at the root) to `path`, runs `f`, and restores `path`.
-fn with_child<R>(path: &mut String, name: &str, f: impl FnOnce(&mut String) -> R) -> R {
-    let len = path.len();
-    if !path.is_empty() {
-        path.push('.');
+/// A field path being walked: rendered with dots for schema errors (`spec.labels.app`, as
+/// kube-openapi names fields) and with map keys in brackets for CEL errors
+/// (`spec.labels[app]`, as `field.Path.Key` renders them).
+#[derive(Default)]
+pub(crate) struct Path {
+    text: String,
+    /// Byte ranges of `text` holding map keys (each preceded by a `.` unless at the start).
+    keys: Vec<(usize, usize)>,
+}
+
+impl std::ops::Deref for Path {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.text
     }
-    path.push_str(name);
+}
+
+impl Path {
+    fn truncate(&mut self, len: usize) {
+        self.text.truncate(len);
+        while self.keys.last().is_some_and(|(start, _)| *start >= len) {
+            self.keys.pop();
+        }
+    }
+
+    /// The path as a CEL error names it: map keys in brackets.
+    pub(crate) fn cel(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + 2);
+        let mut at = 0;
+        for (start, end) in &self.keys {
+            let dot = if *start > 0 { start - 1 } else { *start };
+            out.push_str(&self.text[at..dot]);
+            out.push('[');
+            out.push_str(&self.text[*start..*end]);
+            out.push(']');
+            at = *end;
+        }
+        out.push_str(&self.text[at..]);
+        out
+    }
+}
+
+/// Appends `.name` (or `name` at the root) to `path`, runs `f`, and restores `path`.
+fn with_child<R>(path: &mut Path, name: &str, f: impl FnOnce(&mut Path) -> R) -> R {
+    let len = path.text.len();
+    if !path.text.is_empty() {
+        path.text.push('.');
+    }
+    path.text.push_str(name);
+    let r = f(path);
+    path.truncate(len);
+    r
+}
+
+/// Appends a map key (`.key`, `[key]` for CEL), runs `f`, and restores `path`.
+fn with_key<R>(path: &mut Path, key: &str, f: impl FnOnce(&mut Path) -> R) -> R {
+    let len = path.text.len();
+    if !path.text.is_empty() {
+        path.text.push('.');
+    }
+    let start = path.text.len();
+    path.text.push_str(key);
+    path.keys.push((start, path.text.len()));
     let r = f(path);
     path.truncate(len);
     r
 }
 
 /// Appends `[i]` to `path`, runs `f`, and restores `path`.
-fn with_index<R>(path: &mut String, i: usize, f: impl FnOnce(&mut String) -> R) -> R {
-    let len = path.len();
-    path.push('[');
-    path.push_str(&i.to_string());
-    path.push(']');
+fn with_index<R>(path: &mut Path, i: usize, f: impl FnOnce(&mut Path) -> R) -> R {
+    let len = path.text.len();
+    path.text.push('[');
+    path.text.push_str(&i.to_string());
+    path.text.push(']');
     let r = f(path);
     path.truncate(len);
     r
@@ -42,7 +98,7 @@ const TYPE_META: [&str; 3] = ["apiVersion", "kind", "metadata"];
 pub(crate) fn normalize(
     node: &Node,
     value: &mut Value,
-    path: &mut String,
+    path: &mut Path,
     root: bool,
     pruned: &mut Vec<String>,
 ) {
@@ -75,7 +131,7 @@ pub(crate) fn normalize(
 fn normalize_object(
     node: &Node,
     obj: &mut Map<String, Value>,
-    path: &mut String,
+    path: &mut Path,
     root: bool,
     pruned: &mut Vec<String>,
 ) {
@@ -115,11 +171,11 @@ fn normalize_object(
                         *v = d.clone();
                     }
                 }
-                with_child(path, &key, |p| normalize(sub, v, p, false, pruned));
+                with_key(path, &key, |p| normalize(sub, v, p, false, pruned));
             }
         } else if !keep_unknown {
             obj.remove(&key);
-            with_child(path, &key, |p| pruned.push(p.clone()));
+            with_child(path, &key, |p| pruned.push(p.to_string()));
         }
     }
 }
@@ -204,7 +260,7 @@ pub(crate) struct Checks {
 pub(crate) fn validate(
     node: &Node,
     value: &Value,
-    path: &mut String,
+    path: &mut Path,
     root: bool,
     checks: Checks,
     errors: &mut Vec<FieldError>,
@@ -257,7 +313,7 @@ pub(crate) fn validate(
         let cel_value = to_cel(value);
         for rule in &node.rules {
             if let Some(v) = rule.check(&cel_value) {
-                let mut at = path.clone();
+                let mut at = path.cel();
                 if let Some(fp) = &v.field_path {
                     if !at.is_empty() {
                         at.push('.');
@@ -392,7 +448,7 @@ fn validate_number(node: &Node, n: f64, value: &Value, path: &str, errors: &mut 
 fn validate_array(
     node: &Node,
     items: &[Value],
-    path: &mut String,
+    path: &mut Path,
     checks: Checks,
     type_ok: bool,
     errors: &mut Vec<FieldError>,
@@ -470,7 +526,7 @@ fn validate_array(
 fn validate_object(
     node: &Node,
     obj: &Map<String, Value>,
-    path: &mut String,
+    path: &mut Path,
     root: bool,
     checks: Checks,
     errors: &mut Vec<FieldError>,
@@ -510,7 +566,7 @@ fn validate_object(
         if let Some(prop) = node.property(key) {
             with_child(path, key, |p| validate(prop, v, p, false, checks, errors));
         } else if let Additional::Schema(sub) = &node.additional {
-            with_child(path, key, |p| validate(sub, v, p, false, checks, errors));
+            with_key(path, key, |p| validate(sub, v, p, false, checks, errors));
         }
     }
     if node.embedded_resource && checks.structural {
@@ -530,14 +586,17 @@ fn validate_object(
 }
 
 /// Runs `node` as a value validation (no CEL, no list types) and says whether it passes.
-fn passes(node: &Node, value: &Value, path: &str) -> bool {
+fn passes(node: &Node, value: &Value, path: &Path) -> bool {
     let mut errs = Vec::new();
-    let mut p = path.to_string();
+    let mut p = Path {
+        text: path.to_string(),
+        keys: Vec::new(),
+    };
     validate(node, value, &mut p, false, Checks { structural: false }, &mut errs);
     errs.is_empty()
 }
 
-fn validate_composition(node: &Node, value: &Value, path: &mut String, errors: &mut Vec<FieldError>) {
+fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mut Vec<FieldError>) {
     let composite = |detail: String| {
         FieldError::new("<nil>", FieldErrorKind::Invalid, Some(Value::String(String::new())), detail)
     };
