@@ -147,7 +147,13 @@ fn every_kind_of_the_bundle_compiles() {
     let rules: usize = set.kinds().map(|g| set.get(g).unwrap().rule_count()).sum();
     let unsupported: Vec<_> = set
         .kinds()
-        .flat_map(|g| set.get(g).unwrap().unsupported_rules().iter().map(move |u| (g.clone(), u.clone())))
+        .flat_map(|g| {
+            set.get(g)
+                .unwrap()
+                .unsupported_rules()
+                .iter()
+                .map(move |u| (g.clone(), u.clone()))
+        })
         .collect();
     eprintln!(
         "{} schemas, {rules} CEL rules in all versions, {} unsupported",
@@ -155,12 +161,24 @@ fn every_kind_of_the_bundle_compiles() {
         unsupported.len()
     );
     for (gvk, u) in &unsupported {
-        eprintln!("  unsupported in {}/{}: {} ({})", gvk.api_version(), gvk.kind, u.rule.replace('\n', " "), u.reason);
+        eprintln!(
+            "  unsupported in {}/{}: {} ({})",
+            gvk.api_version(),
+            gvk.kind,
+            u.rule.replace('\n', " "),
+            u.reason
+        );
     }
-    assert!(rules > 345, "every served version carries its own copy of the 345 rules");
+    assert!(
+        rules > 345,
+        "every served version carries its own copy of the 345 rules"
+    );
     // Only rules calling Kubernetes' URL library (url(), isURL()) are out of the interpreter's reach.
     for (_, u) in &unsupported {
-        assert!(u.rule.contains("url(") || u.rule.contains("isURL("), "{u:?}");
+        assert!(
+            u.rule.contains("url(") || u.rule.contains("isURL("),
+            "{u:?}"
+        );
     }
     // The routing kinds this project renders have every rule enforced.
     for gvk in [
@@ -170,7 +188,11 @@ fn every_kind_of_the_bundle_compiles() {
     ] {
         let s = set.get(&gvk).unwrap();
         assert!(s.rule_count() > 0);
-        assert!(s.unsupported_rules().is_empty(), "{gvk:?}: {:?}", s.unsupported_rules());
+        assert!(
+            s.unsupported_rules().is_empty(),
+            "{gvk:?}: {:?}",
+            s.unsupported_rules()
+        );
     }
 }
 
@@ -202,7 +224,9 @@ fn wrong_type_gets_the_apiserver_message() {
     vs["spec"]["http"][0]["route"][0]["weight"] = json!("string");
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),
-        [r#"spec.http[0].route[0].weight: Invalid value: "string": spec.http[0].route[0].weight in body must be of type integer: "string""#]
+        [
+            r#"spec.http[0].route[0].weight: Invalid value: "string": spec.http[0].route[0].weight in body must be of type integer: "string""#
+        ]
     );
     // 50.0 is an integer for the API server, 50.5 is not.
     vs["spec"]["http"][0]["route"][0]["weight"] = json!(50.0);
@@ -210,13 +234,17 @@ fn wrong_type_gets_the_apiserver_message() {
     vs["spec"]["http"][0]["route"][0]["weight"] = json!(50.5);
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),
-        [r#"spec.http[0].route[0].weight: Invalid value: "number": spec.http[0].route[0].weight in body must be of type integer: "number""#]
+        [
+            r#"spec.http[0].route[0].weight: Invalid value: "number": spec.http[0].route[0].weight in body must be of type integer: "number""#
+        ]
     );
     let mut vs = vs_reviews();
     vs["spec"]["hosts"] = json!("reviews");
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),
-        [r#"spec.hosts: Invalid value: "string": spec.hosts in body must be of type array: "string""#]
+        [
+            r#"spec.hosts: Invalid value: "string": spec.hosts in body must be of type array: "string""#
+        ]
     );
 }
 
@@ -250,13 +278,17 @@ fn enum_value() {
     pa["spec"]["mtls"]["mode"] = json!("STRICTER");
     assert_eq!(
         messages(set, &pa, UnknownFields::Strict),
-        [r#"spec.mtls.mode: Unsupported value: "STRICTER": supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT""#]
+        [
+            r#"spec.mtls.mode: Unsupported value: "STRICTER": supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT""#
+        ]
     );
     let mut dr = dr_forecast();
     dr["spec"]["trafficPolicy"]["tls"]["mode"] = json!("MUTUAL_ISTIO");
     assert_eq!(
         messages(set, &dr, UnknownFields::Strict),
-        [r#"spec.trafficPolicy.tls.mode: Unsupported value: "MUTUAL_ISTIO": supported values: "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL""#]
+        [
+            r#"spec.trafficPolicy.tls.mode: Unsupported value: "MUTUAL_ISTIO": supported values: "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL""#
+        ]
     );
 }
 
@@ -269,13 +301,28 @@ fn unknown_fields_strict_warn_ignore() {
 
     let strict = set.validate(&vs, UnknownFields::Strict).unwrap();
     let msgs: Vec<String> = strict.errors.iter().map(ToString::to_string).collect();
-    assert_eq!(msgs, [r#"unknown field "spec.bar""#, r#"unknown field "spec.http[0].foo""#]);
-    assert!(strict.errors.iter().all(|e| e.kind == FieldErrorKind::UnknownField));
+    assert_eq!(
+        msgs,
+        [
+            r#"unknown field "spec.bar""#,
+            r#"unknown field "spec.http[0].foo""#
+        ]
+    );
+    assert!(strict
+        .errors
+        .iter()
+        .all(|e| e.kind == FieldErrorKind::UnknownField));
     assert_eq!(strict.unknown_fields().len(), 2);
 
     let warn = set.validate(&vs, UnknownFields::Warn).unwrap();
     assert!(warn.errors.is_empty());
-    assert_eq!(warn.warnings, [r#"unknown field "spec.bar""#, r#"unknown field "spec.http[0].foo""#]);
+    assert_eq!(
+        warn.warnings,
+        [
+            r#"unknown field "spec.bar""#,
+            r#"unknown field "spec.http[0].foo""#
+        ]
+    );
     assert_eq!(warn.object, vs_reviews(), "pruned");
 
     let ignore = set.validate(&vs, UnknownFields::Ignore).unwrap();
@@ -300,19 +347,25 @@ fn cel_rule_violations() {
     vs["spec"]["http"][0]["timeout"] = json!("0s");
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),
-        [r#"spec.http[0].timeout: Invalid value: "string": must be a valid duration greater than 1ms"#]
+        [
+            r#"spec.http[0].timeout: Invalid value: "string": must be a valid duration greater than 1ms"#
+        ]
     );
     // DestinationRule: no wildcard in workload selector label keys and values.
     let mut dr = dr_reviews();
     dr["spec"]["workloadSelector"] = json!({"matchLabels": {"app": "rev*"}});
     assert_eq!(
         messages(set, &dr, UnknownFields::Strict),
-        [r#"spec.workloadSelector.matchLabels[app]: Invalid value: "string": wildcard not allowed in label value match"#]
+        [
+            r#"spec.workloadSelector.matchLabels[app]: Invalid value: "string": wildcard not allowed in label value match"#
+        ]
     );
     dr["spec"]["workloadSelector"] = json!({"matchLabels": {"app*": "reviews"}});
     assert_eq!(
         messages(set, &dr, UnknownFields::Strict),
-        [r#"spec.workloadSelector.matchLabels: Invalid value: "object": wildcard not allowed in label key match"#]
+        [
+            r#"spec.workloadSelector.matchLabels: Invalid value: "object": wildcard not allowed in label key match"#
+        ]
     );
 }
 
@@ -323,7 +376,9 @@ fn one_of_string_match() {
     vs["spec"]["http"][0]["match"][0]["headers"]["cookie"] = json!({"regex": "x", "exact": "y"});
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),
-        [r#"<nil>: Invalid value: "": "spec.http[0].match[0].headers.cookie" must validate one and only one schema (oneOf). Found 2 valid alternatives"#]
+        [
+            r#"<nil>: Invalid value: "": "spec.http[0].match[0].headers.cookie" must validate one and only one schema (oneOf). Found 2 valid alternatives"#
+        ]
     );
 }
 
@@ -360,15 +415,25 @@ fn metadata_name_and_status_object() {
         out.errors[0].to_string(),
         r#"metadata.name: Invalid value: "Reviews_1": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#
     );
-    let status = invalid_status("VirtualService", "networking.istio.io", "Reviews_1", &out.field_errors());
+    let status = invalid_status(
+        "VirtualService",
+        "networking.istio.io",
+        "Reviews_1",
+        &out.field_errors(),
+    );
     assert_eq!(status["code"], 422);
     assert_eq!(status["details"]["kind"], "VirtualService");
-    assert_eq!(status["details"]["causes"][1]["field"], "spec.http[0].route[0].weight");
-    assert_eq!(status["details"]["causes"][1]["reason"], "FieldValueTypeInvalid");
-    assert!(status["message"]
-        .as_str()
-        .unwrap()
-        .starts_with(r#"VirtualService.networking.istio.io "Reviews_1" is invalid: [metadata.name: "#));
+    assert_eq!(
+        status["details"]["causes"][1]["field"],
+        "spec.http[0].route[0].weight"
+    );
+    assert_eq!(
+        status["details"]["causes"][1]["reason"],
+        "FieldValueTypeInvalid"
+    );
+    assert!(status["message"].as_str().unwrap().starts_with(
+        r#"VirtualService.networking.istio.io "Reviews_1" is invalid: [metadata.name: "#
+    ));
 }
 
 #[test]
@@ -376,5 +441,8 @@ fn unknown_kind_is_an_error() {
     let set = crds_or_skip!();
     let obj = json!({"apiVersion": "networking.istio.io/v9", "kind": "VirtualService", "metadata": {"name": "x"}});
     let err = set.validate(&obj, UnknownFields::Strict).unwrap_err();
-    assert_eq!(err.to_string(), r#"no matches for kind "VirtualService" in version "networking.istio.io/v9""#);
+    assert_eq!(
+        err.to_string(),
+        r#"no matches for kind "VirtualService" in version "networking.istio.io/v9""#
+    );
 }

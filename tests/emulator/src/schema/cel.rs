@@ -14,12 +14,51 @@ use serde_json::{Map, Value};
 /// Functions (and macros) the interpreter provides with the standard library and the strings
 /// and lists extensions. Operators (`_==_`, `!_`, `@in`, ...) are always supported.
 const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "size", "has", "all", "exists", "exists_one", "map", "filter", "contains", "startsWith",
-    "endsWith", "matches", "int", "uint", "double", "string", "bool", "bytes", "duration",
-    "timestamp", "dyn", "type", "charAt", "indexOf", "lastIndexOf", "lowerAscii", "upperAscii",
-    "trim", "replace", "split", "join", "substring", "reverse", "sort", "distinct", "flatten",
-    "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours",
-    "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+    "size",
+    "has",
+    "all",
+    "exists",
+    "exists_one",
+    "map",
+    "filter",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bool",
+    "bytes",
+    "duration",
+    "timestamp",
+    "dyn",
+    "type",
+    "charAt",
+    "indexOf",
+    "lastIndexOf",
+    "lowerAscii",
+    "upperAscii",
+    "trim",
+    "replace",
+    "split",
+    "join",
+    "substring",
+    "reverse",
+    "sort",
+    "distinct",
+    "flatten",
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getFullYear",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getMonth",
+    "getSeconds",
 ];
 
 /// The shared CEL environment: standard library plus the strings and lists extensions.
@@ -263,9 +302,14 @@ mod tests {
         assert!(r.check(&to_cel(&json!({"a": 1}))).is_none());
         let v = r.check(&to_cel(&json!({"": 1}))).unwrap();
         assert_eq!(v.detail, "failed rule: self.all(key, key.size() != 0)");
-        let r = rule(json!({"rule": "self.all(l1, self.exists_one(l2, l1.number == l2.number))"})).unwrap();
-        assert!(r.check(&to_cel(&json!([{"number": 1}, {"number": 2}]))).is_none());
-        assert!(r.check(&to_cel(&json!([{"number": 1}, {"number": 1}]))).is_some());
+        let r = rule(json!({"rule": "self.all(l1, self.exists_one(l2, l1.number == l2.number))"}))
+            .unwrap();
+        assert!(r
+            .check(&to_cel(&json!([{"number": 1}, {"number": 2}])))
+            .is_none());
+        assert!(r
+            .check(&to_cel(&json!([{"number": 1}, {"number": 1}])))
+            .is_some());
     }
 
     #[test]

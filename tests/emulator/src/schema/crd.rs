@@ -110,11 +110,13 @@ impl CrdSet {
                 .pointer("/schema/openAPIV3Schema")
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
-            let compiled = Schema::from_openapi_v3(&schema).map_err(|e| SchemaError::InvalidCrd {
-                name: name.clone(),
-                reason: format!("version {version}: {e}"),
-            })?;
-            self.schemas.insert(Gvk::new(group, version, kind), compiled);
+            let compiled =
+                Schema::from_openapi_v3(&schema).map_err(|e| SchemaError::InvalidCrd {
+                    name: name.clone(),
+                    reason: format!("version {version}: {e}"),
+                })?;
+            self.schemas
+                .insert(Gvk::new(group, version, kind), compiled);
         }
         Ok(())
     }
@@ -142,10 +144,13 @@ impl CrdSet {
     /// Validates an object by its `apiVersion` and `kind`; `Err` when no CRD serves them.
     pub fn validate(&self, obj: &Value, unknown: UnknownFields) -> Result<Outcome, SchemaError> {
         let gvk = Gvk::of(obj)?;
-        let schema = self.schemas.get(&gvk).ok_or_else(|| SchemaError::UnknownKind {
-            api_version: gvk.api_version(),
-            kind: gvk.kind.clone(),
-        })?;
+        let schema = self
+            .schemas
+            .get(&gvk)
+            .ok_or_else(|| SchemaError::UnknownKind {
+                api_version: gvk.api_version(),
+                kind: gvk.kind.clone(),
+            })?;
         Ok(schema.validate(obj, unknown))
     }
 }

@@ -341,8 +341,16 @@ mod tests {
             e.to_string(),
             r#"spec.foo: Unsupported value: "X": supported values: "A", "B""#
         );
-        let e = FieldError::new("spec.x", FieldErrorKind::TooMany, Some(json!(5)), "must have at most 3 items");
-        assert_eq!(e.to_string(), "spec.x: Too many: 5: must have at most 3 items");
+        let e = FieldError::new(
+            "spec.x",
+            FieldErrorKind::TooMany,
+            Some(json!(5)),
+            "must have at most 3 items",
+        );
+        assert_eq!(
+            e.to_string(),
+            "spec.x: Too many: 5: must have at most 3 items"
+        );
         let e = FieldError::new("spec.x", FieldErrorKind::UnknownField, None, "");
         assert_eq!(e.to_string(), r#"unknown field "spec.x""#);
     }
@@ -363,7 +371,10 @@ mod tests {
         );
         assert_eq!(s["details"]["causes"].as_array().map(Vec::len), Some(3));
         assert_eq!(s["details"]["causes"][2]["reason"], "FieldValueInvalid");
-        assert_eq!(s["details"]["causes"][2]["message"], "Invalid value: -1: bad");
+        assert_eq!(
+            s["details"]["causes"][2]["message"],
+            "Invalid value: -1: bad"
+        );
         assert_eq!(s["details"]["causes"][2]["field"], "spec.x");
     }
 }

@@ -20,7 +20,7 @@ pub(crate) fn check(format: &str, value: &str) -> bool {
 
 fn is_base64(s: &str) -> bool {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return false;
     }
     let pad = bytes.iter().rev().take_while(|b| **b == b'=').count();
@@ -42,7 +42,8 @@ fn digits(s: &str, n: usize) -> Option<u32> {
 
 fn is_date(s: &str) -> bool {
     let mut parts = s.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -78,7 +79,11 @@ fn is_date_time(s: &str) -> bool {
     };
     if let Some(zone) = zone {
         let mut zp = zone.split(':');
-        match (zp.next().and_then(|h| digits(h, 2)), zp.next().and_then(|m| digits(m, 2)), zp.next()) {
+        match (
+            zp.next().and_then(|h| digits(h, 2)),
+            zp.next().and_then(|m| digits(m, 2)),
+            zp.next(),
+        ) {
             (Some(h), Some(m), None) if h < 24 && m < 60 => {}
             _ => return false,
         }

@@ -128,7 +128,13 @@ impl Schema {
     pub fn validate(&self, obj: &Value, unknown: UnknownFields) -> Outcome {
         let mut object = obj.clone();
         let mut pruned = Vec::new();
-        walk::normalize(&self.root, &mut object, &mut walk::Path::default(), true, &mut pruned);
+        walk::normalize(
+            &self.root,
+            &mut object,
+            &mut walk::Path::default(),
+            true,
+            &mut pruned,
+        );
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         match unknown {
@@ -137,9 +143,11 @@ impl Schema {
                     .iter()
                     .map(|p| FieldError::new(p.clone(), FieldErrorKind::UnknownField, None, "")),
             ),
-            UnknownFields::Warn => {
-                warnings.extend(pruned.iter().map(|p| format!("unknown field {}", error::go_quote(p))))
-            }
+            UnknownFields::Warn => warnings.extend(
+                pruned
+                    .iter()
+                    .map(|p| format!("unknown field {}", error::go_quote(p))),
+            ),
             UnknownFields::Ignore => {}
         }
         validate_metadata_name(&object, &mut errors);

@@ -122,7 +122,11 @@ impl Node {
         stats: &mut CompileStats,
     ) -> Result<Node, SchemaError> {
         let invalid = |reason: String| SchemaError::InvalidSchema {
-            path: if at.is_empty() { "<root>".into() } else { at.to_string() },
+            path: if at.is_empty() {
+                "<root>".into()
+            } else {
+                at.to_string()
+            },
             reason,
         };
         let obj = schema
@@ -158,9 +162,9 @@ impl Node {
         let ty = match obj.get("type") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(
-                JsonType::parse(s).ok_or_else(|| invalid(format!("unknown type {s:?}")))?,
-            ),
+            Some(Value::String(s)) => {
+                Some(JsonType::parse(s).ok_or_else(|| invalid(format!("unknown type {s:?}")))?)
+            }
             Some(_) => return Err(invalid("type must be a string".into())),
         };
 
@@ -266,7 +270,10 @@ impl Node {
             required,
             enum_values,
             pattern,
-            format: obj.get("format").and_then(Value::as_str).map(str::to_string),
+            format: obj
+                .get("format")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             minimum,
             maximum,
             multiple_of: f64_of("multipleOf")?,

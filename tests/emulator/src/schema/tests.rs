@@ -57,13 +57,18 @@ fn nulls_nullable_or_dropped_or_refused() {
             "list": {"type": "array", "items": {"type": "string"}}
         }
     }));
-    let out = s.validate(&json!({"spec": {"a": null, "b": null}}), UnknownFields::Strict);
+    let out = s.validate(
+        &json!({"spec": {"a": null, "b": null}}),
+        UnknownFields::Strict,
+    );
     assert!(out.errors.is_empty());
     assert_eq!(out.object, json!({"spec": {"a": null}}));
     // Items are not dropped: a null item is a type error.
     assert_eq!(
         errors(&s, json!({"spec": {"list": ["x", null]}})),
-        [r#"spec.list[1]: Invalid value: "null": spec.list[1] in body must be of type string: "null""#]
+        [
+            r#"spec.list[1]: Invalid value: "null": spec.list[1] in body must be of type string: "null""#
+        ]
     );
 }
 
@@ -125,8 +130,12 @@ fn numeric_string_and_count_bounds() {
             "stamp": {"type": "string", "format": "date-time"}
         }
     }));
-    assert!(errors(&s, json!({"spec": {"weight": 100, "ratio": 1.5, "name": "ab", "hosts": ["a"],
-        "labels": {"a": "b"}, "port": "http", "stamp": "2024-01-01T00:00:00Z"}})).is_empty());
+    assert!(errors(
+        &s,
+        json!({"spec": {"weight": 100, "ratio": 1.5, "name": "ab", "hosts": ["a"],
+        "labels": {"a": "b"}, "port": "http", "stamp": "2024-01-01T00:00:00Z"}})
+    )
+    .is_empty());
     assert_eq!(
         errors(&s, json!({"spec": {"weight": 101, "ratio": 0, "name": "ABCDEF", "hosts": [],
             "labels": {"a": "b", "c": "d"}, "port": 1.5, "stamp": "now"}})),
@@ -164,10 +173,13 @@ fn list_types_refuse_duplicates() {
         }
     }));
     assert_eq!(
-        errors(&s, json!({"spec": {
+        errors(
+            &s,
+            json!({"spec": {
             "tags": ["a", "b", "a"],
             "ports": [{"port": 80, "protocol": "TCP", "name": "x"}, {"port": 80, "protocol": "UDP"},
-                      {"port": 80, "protocol": "TCP", "name": "y"}]}})),
+                      {"port": 80, "protocol": "TCP", "name": "y"}]}})
+        ),
         [
             r#"spec.ports[2]: Duplicate value: {"port":80,"protocol":"TCP"}"#,
             r#"spec.tags[2]: Duplicate value: "a""#,
@@ -229,7 +241,10 @@ fn composition_not_and_all_of() {
 fn bad_schemas_are_refused() {
     assert!(Schema::from_openapi_v3(&json!({"type": "objekt"})).is_err());
     assert!(Schema::from_openapi_v3(&json!({"type": "string", "pattern": "("})).is_err());
-    assert!(Schema::from_openapi_v3(&json!({"type": "array", "x-kubernetes-list-type": "map", "items": {}})).is_err());
+    assert!(Schema::from_openapi_v3(
+        &json!({"type": "array", "x-kubernetes-list-type": "map", "items": {}})
+    )
+    .is_err());
     assert!(Schema::from_openapi_v3(&json!([1])).is_err());
 }
 

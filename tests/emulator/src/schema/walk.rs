@@ -197,7 +197,10 @@ fn value_type(value: &Value) -> &'static str {
 fn is_integer(value: &Value) -> bool {
     match value {
         Value::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            n.is_i64()
+                || n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
         }
         _ => false,
     }
@@ -229,8 +232,7 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
@@ -301,7 +303,9 @@ pub(crate) fn validate(
     }
     match value {
         Value::String(s) => validate_string(node, s, value, path, errors),
-        Value::Number(n) => validate_number(node, n.as_f64().unwrap_or(f64::NAN), value, path, errors),
+        Value::Number(n) => {
+            validate_number(node, n.as_f64().unwrap_or(f64::NAN), value, path, errors)
+        }
         Value::Array(items) => {
             validate_array(node, items, path, checks, type_ok, errors);
         }
@@ -370,7 +374,10 @@ fn validate_string(node: &Node, s: &str, value: &Value, path: &str, errors: &mut
                 path,
                 FieldErrorKind::Invalid,
                 Some(value.clone()),
-                format!("{} in body should be at least {min} chars long", in_body(path)),
+                format!(
+                    "{} in body should be at least {min} chars long",
+                    in_body(path)
+                ),
             ));
         }
     }
@@ -476,7 +483,9 @@ fn validate_array(
     }
     if let Some(item_node) = &node.items {
         for (i, item) in items.iter().enumerate() {
-            with_index(path, i, |p| validate(item_node, item, p, false, checks, errors));
+            with_index(path, i, |p| {
+                validate(item_node, item, p, false, checks, errors)
+            });
         }
     }
     if checks.structural && type_ok {
@@ -499,7 +508,9 @@ fn validate_array(
             ListType::Map(keys) => {
                 let mut seen: HashSet<String> = HashSet::new();
                 for (i, item) in items.iter().enumerate() {
-                    let Some(obj) = item.as_object() else { continue };
+                    let Some(obj) = item.as_object() else {
+                        continue;
+                    };
                     let mut key_obj = Map::new();
                     for k in keys {
                         if let Some(v) = obj.get(k) {
@@ -548,14 +559,22 @@ fn validate_object(
                 path.clone(),
                 FieldErrorKind::Invalid,
                 Some(Value::from(count)),
-                format!("{} in body should have at least {min} properties", in_body(path)),
+                format!(
+                    "{} in body should have at least {min} properties",
+                    in_body(path)
+                ),
             ));
         }
     }
     for name in &node.required {
         if !obj.contains_key(name) {
             with_child(path, name, |p| {
-                errors.push(FieldError::new(p.clone(), FieldErrorKind::Required, None, ""))
+                errors.push(FieldError::new(
+                    p.clone(),
+                    FieldErrorKind::Required,
+                    None,
+                    "",
+                ))
             });
         }
     }
@@ -571,7 +590,11 @@ fn validate_object(
     }
     if node.embedded_resource && checks.structural {
         for key in ["apiVersion", "kind"] {
-            if obj.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+            if obj
+                .get(key)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 with_child(path, key, |p| {
                     errors.push(FieldError::new(
                         p.clone(),
@@ -592,17 +615,33 @@ fn passes(node: &Node, value: &Value, path: &Path) -> bool {
         text: path.to_string(),
         keys: Vec::new(),
     };
-    validate(node, value, &mut p, false, Checks { structural: false }, &mut errs);
+    validate(
+        node,
+        value,
+        &mut p,
+        false,
+        Checks { structural: false },
+        &mut errs,
+    );
     errs.is_empty()
 }
 
 fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mut Vec<FieldError>) {
     let composite = |detail: String| {
-        FieldError::new("<nil>", FieldErrorKind::Invalid, Some(Value::String(String::new())), detail)
+        FieldError::new(
+            "<nil>",
+            FieldErrorKind::Invalid,
+            Some(Value::String(String::new())),
+            detail,
+        )
     };
     let quoted = super::error::go_quote(&in_body(path));
     if !node.one_of.is_empty() {
-        let valid = node.one_of.iter().filter(|n| passes(n, value, path)).count();
+        let valid = node
+            .one_of
+            .iter()
+            .filter(|n| passes(n, value, path))
+            .count();
         if valid != 1 {
             let found = if valid == 0 {
                 "Found none valid".to_string()
@@ -622,7 +661,14 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
     if !node.all_of.is_empty() {
         let mut sub = Vec::new();
         for n in &node.all_of {
-            validate(n, value, path, false, Checks { structural: false }, &mut sub);
+            validate(
+                n,
+                value,
+                path,
+                false,
+                Checks { structural: false },
+                &mut sub,
+            );
         }
         if !sub.is_empty() {
             errors.extend(sub);

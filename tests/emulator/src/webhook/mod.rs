@@ -121,7 +121,9 @@ fn virtual_service(spec: &Map<String, Value>, a: &mut Admission) {
     let http = array(spec, "http");
     for (i, rule) in http.iter().enumerate() {
         let at = format!("spec.http[{i}]");
-        let Some(rule) = rule.as_object() else { continue };
+        let Some(rule) = rule.as_object() else {
+            continue;
+        };
         let matches = array(rule, "match");
         if matches.is_empty() && i + 1 < http.len() {
             a.warnings.push(format!(
@@ -247,7 +249,10 @@ fn peer_authentication(spec: &Map<String, Value>, a: &mut Admission) {
             });
         }
     };
-    mode(spec.get("mtls").and_then(|m| m.get("mode")), "spec.mtls.mode".into());
+    mode(
+        spec.get("mtls").and_then(|m| m.get("mode")),
+        "spec.mtls.mode".into(),
+    );
     if let Some(ports) = spec.get("portLevelMtls").and_then(Value::as_object) {
         for (port, m) in ports {
             mode(m.get("mode"), format!("spec.portLevelMtls.{port}.mode"));
@@ -311,7 +316,11 @@ mod tests {
             {"match": [{"uri": {"prefix": "/"}}], "route": [{"destination": {"host": "r"}}]}])));
         assert!(a.allowed());
         assert_eq!(a.warnings.len(), 1);
-        assert!(a.warnings[0].starts_with("spec.http[0]: "), "{}", a.warnings[0]);
+        assert!(
+            a.warnings[0].starts_with("spec.http[0]: "),
+            "{}",
+            a.warnings[0]
+        );
     }
 
     #[test]
@@ -324,7 +333,11 @@ mod tests {
         let msgs: Vec<String> = admit(&dr).errors.iter().map(ToString::to_string).collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
         assert_eq!(msgs[0], r#"spec.subsets[1].name: Duplicate value: "v1""#);
-        assert!(msgs[1].starts_with(r#"spec.subsets[2].name: Invalid value: "V_2": "#), "{}", msgs[1]);
+        assert!(
+            msgs[1].starts_with(r#"spec.subsets[2].name: Invalid value: "V_2": "#),
+            "{}",
+            msgs[1]
+        );
         assert_eq!(
             msgs[2],
             "spec.subsets[2].labels: Required value: a subset must select pods by at least one label"
