@@ -135,6 +135,7 @@ impl Schema {
             true,
             &mut pruned,
         );
+        pruned.sort();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         match unknown {

@@ -70,7 +70,10 @@ pub(crate) struct Node {
     pub nullable: bool,
     pub preserve_unknown: bool,
     pub embedded_resource: bool,
+    /// Sorted by name (binary search).
     pub properties: Vec<(String, Node)>,
+    /// Indices into `properties` of those with a default.
+    pub defaulted: Vec<usize>,
     pub additional: Additional,
     pub items: Option<Box<Node>>,
     pub required: Vec<String>,
@@ -105,9 +108,9 @@ pub(crate) struct CompileStats {
 impl Node {
     pub(crate) fn property(&self, name: &str) -> Option<&Node> {
         self.properties
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, n)| n)
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.properties[i].1)
     }
 
     /// The schema's type as the API server names it in CEL errors (`sts.Type`): empty for
@@ -178,6 +181,13 @@ impl Node {
                 properties.push((name.clone(), node));
             }
         }
+        properties.sort_by(|a: &(String, Node), b| a.0.cmp(&b.0));
+        let defaulted = properties
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| n.default.is_some())
+            .map(|(i, _)| i)
+            .collect();
         let additional = match obj.get("additionalProperties") {
             None | Some(Value::Bool(false)) | Some(Value::Null) => Additional::None,
             Some(Value::Bool(true)) => Additional::Any,
@@ -265,6 +275,7 @@ impl Node {
             preserve_unknown: bool_of("x-kubernetes-preserve-unknown-fields"),
             embedded_resource: bool_of("x-kubernetes-embedded-resource"),
             properties,
+            defaulted,
             additional,
             items,
             required,

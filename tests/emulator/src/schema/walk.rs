@@ -136,47 +136,55 @@ fn normalize_object(
     pruned: &mut Vec<String>,
 ) {
     // Non-nullable nulls: defaulted when the field has a default, dropped otherwise.
-    for (name, prop) in &node.properties {
-        match obj.get(name) {
-            Some(Value::Null) if !prop.nullable => match &prop.default {
-                Some(d) => {
-                    obj.insert(name.clone(), d.clone());
-                }
-                None => {
-                    obj.remove(name);
-                }
-            },
-            None => {
-                if let Some(d) = &prop.default {
-                    obj.insert(name.clone(), d.clone());
+    let nulls: Vec<String> = obj
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in nulls {
+        if let Some(prop) = node.property(&key) {
+            if !prop.nullable {
+                match &prop.default {
+                    Some(d) => {
+                        obj.insert(key, d.clone());
+                    }
+                    None => {
+                        obj.remove(&key);
+                    }
                 }
             }
-            _ => {}
+        }
+    }
+    for &i in &node.defaulted {
+        let (name, prop) = &node.properties[i];
+        if !obj.contains_key(name) {
+            if let Some(d) = &prop.default {
+                obj.insert(name.clone(), d.clone());
+            }
         }
     }
     let keep_unknown = node.preserve_unknown || matches!(node.additional, Additional::Any);
-    let keys: Vec<String> = obj.keys().cloned().collect();
-    for key in keys {
+    let mut unknown = Vec::new();
+    for (key, v) in obj.iter_mut() {
         if (root || node.embedded_resource) && TYPE_META.contains(&key.as_str()) {
             continue;
         }
-        if let Some(prop) = node.property(&key) {
-            if let Some(v) = obj.get_mut(&key) {
-                with_child(path, &key, |p| normalize(prop, v, p, false, pruned));
-            }
+        if let Some(prop) = node.property(key) {
+            with_child(path, key, |p| normalize(prop, v, p, false, pruned));
         } else if let Additional::Schema(sub) = &node.additional {
-            if let Some(v) = obj.get_mut(&key) {
-                if v.is_null() && !sub.nullable {
-                    if let Some(d) = &sub.default {
-                        *v = d.clone();
-                    }
+            if v.is_null() && !sub.nullable {
+                if let Some(d) = &sub.default {
+                    *v = d.clone();
                 }
-                with_key(path, &key, |p| normalize(sub, v, p, false, pruned));
             }
+            with_key(path, key, |p| normalize(sub, v, p, false, pruned));
         } else if !keep_unknown {
-            obj.remove(&key);
-            with_child(path, &key, |p| pruned.push(p.to_string()));
+            unknown.push(key.clone());
         }
+    }
+    for key in unknown {
+        obj.remove(&key);
+        with_child(path, &key, |p| pruned.push(p.to_string()));
     }
 }
 
@@ -609,21 +617,22 @@ fn validate_object(
 }
 
 /// Runs `node` as a value validation (no CEL, no list types) and says whether it passes.
-fn passes(node: &Node, value: &Value, path: &Path) -> bool {
+fn passes(node: &Node, value: &Value, path: &mut Path) -> bool {
     let mut errs = Vec::new();
-    let mut p = Path {
-        text: path.to_string(),
-        keys: Vec::new(),
-    };
     validate(
         node,
         value,
-        &mut p,
+        path,
         false,
         Checks { structural: false },
         &mut errs,
     );
     errs.is_empty()
+}
+
+/// A path quoted for composite messages (`"spec.x"`), built only when one is reported.
+fn quoted(path: &str) -> String {
+    super::error::go_quote(&in_body(path))
 }
 
 fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mut Vec<FieldError>) {
@@ -635,7 +644,13 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
             detail,
         )
     };
-    let quoted = super::error::go_quote(&in_body(path));
+    if node.one_of.is_empty()
+        && node.any_of.is_empty()
+        && node.all_of.is_empty()
+        && node.not.is_none()
+    {
+        return;
+    }
     if !node.one_of.is_empty() {
         let valid = node
             .one_of
@@ -649,13 +664,15 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
                 format!("Found {valid} valid alternatives")
             };
             errors.push(composite(format!(
-                "{quoted} must validate one and only one schema (oneOf). {found}"
+                "{} must validate one and only one schema (oneOf). {found}",
+                quoted(path)
             )));
         }
     }
     if !node.any_of.is_empty() && !node.any_of.iter().any(|n| passes(n, value, path)) {
         errors.push(composite(format!(
-            "{quoted} must validate at least one schema (anyOf)"
+            "{} must validate at least one schema (anyOf)",
+            quoted(path)
         )));
     }
     if !node.all_of.is_empty() {
@@ -673,14 +690,16 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
         if !sub.is_empty() {
             errors.extend(sub);
             errors.push(composite(format!(
-                "{quoted} must validate all the schemas (allOf)"
+                "{} must validate all the schemas (allOf)",
+                quoted(path)
             )));
         }
     }
     if let Some(not) = &node.not {
         if passes(not, value, path) {
             errors.push(composite(format!(
-                "{quoted} must not validate the schema (not)"
+                "{} must not validate the schema (not)",
+                quoted(path)
             )));
         }
     }
