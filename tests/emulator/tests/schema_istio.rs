@@ -217,6 +217,48 @@ fn seed_objects_validate_clean_and_unchanged() {
     }
 }
 
+/// Durations, CORS, fault injection, retries, mirrors and traffic policies exercise most of the
+/// CEL rules of VirtualService and DestinationRule with valid values: none may fire.
+#[test]
+fn rich_valid_objects_pass_every_cel_rule() {
+    let set = crds_or_skip!();
+    let vs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "reviews"},
+        "spec": {"hosts": ["reviews"], "exportTo": ["."], "http": [{
+            "name": "main",
+            "match": [{"uri": {"prefix": "/api"}, "port": 9080, "ignoreUriCase": true,
+                       "queryParams": {"debug": {"exact": "1"}}, "withoutHeaders": {"x-skip": {"exact": "1"}}}],
+            "route": [{"destination": {"host": "reviews", "subset": "v1", "port": {"number": 9080}}, "weight": 1,
+                       "headers": {"request": {"set": {"x-canary": "no"}}}},
+                      {"destination": {"host": "reviews", "subset": "v2"}, "weight": 3}],
+            "timeout": "1.5s",
+            "retries": {"attempts": 2, "perTryTimeout": "100ms", "retryOn": "gateway-error,connect-failure"},
+            "fault": {"delay": {"fixedDelay": "1h2m3s", "percentage": {"value": 0.5}},
+                      "abort": {"httpStatus": 503, "percentage": {"value": 1.0}}},
+            "mirror": {"host": "reviews", "subset": "v3"}, "mirrorPercentage": {"value": 5.0},
+            "corsPolicy": {"allowOrigins": [{"exact": "https://example.com"}], "allowMethods": ["GET"],
+                           "maxAge": "24h", "allowCredentials": true}
+        }],
+        "tcp": [{"match": [{"port": 27017}], "route": [{"destination": {"host": "mongo", "port": {"number": 27017}}}]}]}});
+    let dr = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews"},
+        "spec": {"host": "reviews", "workloadSelector": {"matchLabels": {"app": "reviews"}},
+            "trafficPolicy": {
+                "connectionPool": {"tcp": {"maxConnections": 100, "connectTimeout": "30ms",
+                                           "tcpKeepalive": {"time": "7200s", "interval": "75s"}},
+                                   "http": {"http2MaxRequests": 1000, "maxRequestsPerConnection": 10, "idleTimeout": "1m"}},
+                "outlierDetection": {"consecutive5xxErrors": 7, "interval": "5m", "baseEjectionTime": "15m"},
+                "loadBalancer": {"simple": "LEAST_REQUEST"},
+                "portLevelSettings": [{"port": {"number": 80}, "loadBalancer": {"simple": "ROUND_ROBIN"}}],
+                "tls": {"mode": "ISTIO_MUTUAL"}},
+            "subsets": [{"name": "v1", "labels": {"version": "v1"},
+                         "trafficPolicy": {"loadBalancer": {"consistentHash": {"httpCookie": {"name": "user", "ttl": "0s"}}}}}]}});
+    for obj in [vs, dr] {
+        let msgs = messages(set, &obj, UnknownFields::Strict);
+        assert!(msgs.is_empty(), "{}: {msgs:?}", obj["kind"]);
+    }
+}
+
 #[test]
 fn wrong_type_gets_the_apiserver_message() {
     let set = crds_or_skip!();

@@ -129,14 +129,36 @@ impl fmt::Display for FieldError {
 }
 
 /// Prints a bad value as `ErrorBody()` does: strings Go-quoted (`%q`), numbers and booleans
-/// plainly (`%v`), `null` for null, anything else as JSON.
+/// plainly (`%v`), `null` for null, maps and lists as Go's `%#v` prints the decoded
+/// `map[string]interface {}` / `[]interface {}`.
 pub(crate) fn bad_value(value: &Value) -> String {
     match value {
-        Value::String(s) => go_quote(s),
         Value::Null => "null".to_string(),
+        other => go_sharp_v(other),
+    }
+}
+
+/// Go's `%#v` of a decoded JSON value held in an `interface{}`.
+fn go_sharp_v(value: &Value) -> String {
+    match value {
+        Value::Null => "interface {}(nil)".to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => go_number(n),
-        other => other.to_string(),
+        Value::String(s) => go_quote(s),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(go_sharp_v).collect();
+            format!("[]interface {{}}{{{}}}", inner.join(", "))
+        }
+        Value::Object(map) => {
+            // Go prints map keys sorted.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_sharp_v(v)))
+                .collect();
+            format!("map[string]interface {{}}{{{}}}", inner.join(", "))
+        }
     }
 }
 
@@ -350,6 +372,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "spec.x: Too many: 5: must have at most 3 items"
+        );
+        let e = FieldError::new(
+            "spec.ports[1]",
+            FieldErrorKind::Duplicate,
+            Some(json!({"protocol": "TCP", "port": 80})),
+            "",
+        );
+        assert_eq!(
+            e.to_string(),
+            r#"spec.ports[1]: Duplicate value: map[string]interface {}{"port":80, "protocol":"TCP"}"#
         );
         let e = FieldError::new("spec.x", FieldErrorKind::UnknownField, None, "");
         assert_eq!(e.to_string(), r#"unknown field "spec.x""#);

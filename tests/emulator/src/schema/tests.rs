@@ -181,7 +181,7 @@ fn list_types_refuse_duplicates() {
                       {"port": 80, "protocol": "TCP", "name": "y"}]}})
         ),
         [
-            r#"spec.ports[2]: Duplicate value: {"port":80,"protocol":"TCP"}"#,
+            r#"spec.ports[2]: Duplicate value: map[string]interface {}{"port":80, "protocol":"TCP"}"#,
             r#"spec.tags[2]: Duplicate value: "a""#,
         ]
     );
