@@ -488,3 +488,34 @@ fn unknown_kind_is_an_error() {
         r#"no matches for kind "VirtualService" in version "networking.istio.io/v9""#
     );
 }
+
+#[test]
+fn webhook_admits_the_seeds_and_refuses_what_the_schema_lets_through() {
+    use kube_emulator::webhook::admit;
+    for obj in [
+        vs_reviews(),
+        vs_frontend(),
+        vs_forecast(),
+        vs_backend(),
+        dr_reviews(),
+        dr_forecast(),
+        gateway(),
+        peer_authentication(),
+    ] {
+        let a = admit(&obj);
+        assert!(a.allowed(), "{}: {:?}", obj["metadata"]["name"], a.errors);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    }
+    let set = crds_or_skip!();
+    let mut vs = vs_reviews();
+    vs["spec"]["http"][0]["route"][0]["weight"] = json!(-50);
+    assert!(
+        messages(set, &vs, UnknownFields::Strict).is_empty(),
+        "the CRD schema accepts it"
+    );
+    let msgs: Vec<String> = admit(&vs).errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        ["spec.http[0].route[0].weight: Invalid value: -50: must be between 0 and 100"]
+    );
+}

@@ -5,7 +5,7 @@
 //! (`policy_sdk::rules`), so the emulated cluster and the plugin cannot disagree on them. This
 //! module only walks the objects and says where a rule failed:
 //!
-//! - VirtualService: route weights `0..=100` and not all zero, regexes (RE2, at most 1024
+//! - VirtualService: at least one host, route weights `0..=100` and not all zero, regexes (RE2, at most 1024
 //!   characters), match header names lower case, gateway references well formed; a rule without
 //!   `match` that is not the last one is a warning (the rules after it are never used);
 //! - DestinationRule: subset names are DNS-1123 labels, unique, and select some labels;
@@ -117,6 +117,15 @@ fn string_match(a: &mut Admission, m: &Value, at: &str) {
 }
 
 fn virtual_service(spec: &Map<String, Value>, a: &mut Admission) {
+    // istiod: "virtual service must have at least one host" (the CRD schema does not say so).
+    if array(spec, "hosts").is_empty() {
+        a.errors.push(FieldError {
+            path: "spec.hosts".into(),
+            kind: FieldErrorKind::Required,
+            value: None,
+            detail: String::new(),
+        });
+    }
     gateways(a, array(spec, "gateways"), "spec.gateways");
     let http = array(spec, "http");
     for (i, rule) in http.iter().enumerate() {
@@ -164,8 +173,10 @@ fn virtual_service(spec: &Map<String, Value>, a: &mut Admission) {
         let mut total = 0i64;
         for (j, dest) in route.iter().enumerate() {
             match dest.get("weight") {
+                // A weight that is not an integer is the schema's error, not the webhook's.
+                Some(w) if !w.is_i64() => all_weighted = false,
                 Some(w) => {
-                    let weight = w.as_i64().unwrap_or(-1);
+                    let weight = w.as_i64().unwrap_or_default();
                     total = total.saturating_add(weight.max(0));
                     check(
                         a,
@@ -289,6 +300,20 @@ mod tests {
         assert_eq!(a.errors[0].path, "spec.http[0].route");
         // A single destination without weight takes everything.
         assert!(admit(&vs(json!([{"route": [{"destination": {"host": "r"}}]}]))).allowed());
+        // A string weight is left to the schema.
+        assert!(admit(&vs(
+            json!([{"route": [{"destination": {"host": "r"}, "weight": "5"}]}])
+        ))
+        .allowed());
+    }
+
+    #[test]
+    fn hosts_are_required() {
+        let mut obj = vs(json!([{"route": [{"destination": {"host": "r"}}]}]));
+        obj["spec"]["hosts"] = json!([]);
+        let a = admit(&obj);
+        assert_eq!(a.errors.len(), 1);
+        assert_eq!(a.errors[0].to_string(), "spec.hosts: Required value");
     }
 
     #[test]
