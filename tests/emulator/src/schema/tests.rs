@@ -142,7 +142,7 @@ fn numeric_string_and_count_bounds() {
         [
             "spec.hosts: Invalid value: 0: spec.hosts in body should have at least 1 items",
             "spec.labels: Too many: 2: must have at most 1 items",
-            r#"spec.name: Too long: may not be longer than 5"#,
+            "spec.name: Too long: may not be more than 5 bytes",
             r#"spec.name: Invalid value: "ABCDEF": spec.name in body should match '^[a-z]+$'"#,
             r#"spec.port: Invalid value: "number": spec.port in body must be of type integer,string: "number""#,
             "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0",
@@ -230,7 +230,7 @@ fn composition_not_and_all_of() {
     assert_eq!(
         errors(&s, json!({"spec": {"a": "xy", "b": "z"}})),
         [
-            "spec.a: Too long: may not be longer than 1",
+            "spec.a: Too long: may not be more than 1 byte",
             r#"<nil>: Invalid value: "": "spec" must validate all the schemas (allOf)"#,
             r#"<nil>: Invalid value: "": "spec" must not validate the schema (not)"#,
         ]

@@ -372,7 +372,11 @@ fn validate_string(node: &Node, s: &str, value: &Value, path: &str, errors: &mut
                 path,
                 FieldErrorKind::TooLong,
                 Some(value.clone()),
-                format!("may not be longer than {max}"),
+                // Kubernetes 1.32+ wording (`field.TooLong`); before: "may not be longer than N".
+                format!(
+                    "may not be more than {max} {}",
+                    if max == 1 { "byte" } else { "bytes" }
+                ),
             ));
         }
     }
