@@ -152,14 +152,17 @@ impl Schema {
             UnknownFields::Ignore => {}
         }
         validate_metadata_name(&object, &mut errors);
+        let mut found = walk::Errors::default();
         walk::validate(
             &self.root,
             &object,
             &mut walk::Path::default(),
             true,
             Checks { structural: true },
-            &mut errors,
+            &mut found,
         );
+        errors.extend(found.schema);
+        errors.extend(found.cel);
         Outcome {
             errors,
             warnings,

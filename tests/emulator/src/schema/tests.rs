@@ -191,7 +191,7 @@ fn list_types_refuse_duplicates() {
 fn cel_rules_with_field_path_reason_and_message_expression() {
     let s = spec_schema(json!({
         "type": "object",
-        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
+        "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "note": {"type": "string"}},
         "x-kubernetes-validations": [
             {"rule": "self.min <= self.max", "message": "min must not exceed max", "fieldPath": ".min"},
             {"rule": "self.max < 100", "messageExpression": "'max is ' + string(self.max)", "reason": "FieldValueForbidden"},
@@ -212,6 +212,14 @@ fn cel_rules_with_field_path_reason_and_message_expression() {
         [
             r#"spec: Invalid value: "object": No such key: max evaluating rule: min must not exceed max"#,
             r#"spec: Invalid value: "object": No such key: max evaluating rule: self.max < 100"#,
+        ]
+    );
+    // OpenAPI errors of the whole object come before CEL errors, as the API server runs them.
+    assert_eq!(
+        errors(&s, json!({"spec": {"min": 1, "max": 200, "note": 5}})),
+        [
+            r#"spec.note: Invalid value: "integer": spec.note in body must be of type string: "integer""#,
+            "spec: Forbidden: max is 200",
         ]
     );
     assert_eq!(s.rule_count(), 3);

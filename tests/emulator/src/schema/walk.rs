@@ -259,6 +259,22 @@ fn num(n: f64) -> String {
     go_float(n)
 }
 
+/// Errors found by one walk: the API server runs the OpenAPI validation over the whole object
+/// first and the CEL rules after it, so their errors are reported in that order.
+#[derive(Default)]
+pub(crate) struct Errors {
+    /// OpenAPI (type, required, enum, bounds, ...) and list-type errors.
+    pub schema: Vec<FieldError>,
+    /// CEL rule violations.
+    pub cel: Vec<FieldError>,
+}
+
+impl Errors {
+    fn push(&mut self, e: FieldError) {
+        self.schema.push(e);
+    }
+}
+
 /// What to check on top of the value validations.
 #[derive(Clone, Copy)]
 pub(crate) struct Checks {
@@ -273,7 +289,7 @@ pub(crate) fn validate(
     path: &mut Path,
     root: bool,
     checks: Checks,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Errors,
 ) {
     if value.is_null() {
         if node.nullable || (node.ty.is_none() && !node.int_or_string) {
@@ -345,7 +361,7 @@ pub(crate) fn validate(
                     }
                     _ => FieldError::new(at, FieldErrorKind::Invalid, Some(type_name), v.detail),
                 };
-                errors.push(e);
+                errors.cel.push(e);
             }
         }
     }
@@ -364,7 +380,7 @@ fn type_error(path: &str, expected: &str, actual: &str) -> FieldError {
     )
 }
 
-fn validate_string(node: &Node, s: &str, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn validate_string(node: &Node, s: &str, value: &Value, path: &str, errors: &mut Errors) {
     let len = s.chars().count() as u64;
     if let Some(max) = node.max_length {
         if len > max {
@@ -419,7 +435,7 @@ fn validate_string(node: &Node, s: &str, value: &Value, path: &str, errors: &mut
     }
 }
 
-fn validate_number(node: &Node, n: f64, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn validate_number(node: &Node, n: f64, value: &Value, path: &str, errors: &mut Errors) {
     let invalid = |detail: String| {
         FieldError::new(path, FieldErrorKind::Invalid, Some(value.clone()), detail)
     };
@@ -470,7 +486,7 @@ fn validate_array(
     path: &mut Path,
     checks: Checks,
     type_ok: bool,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Errors,
 ) {
     let len = items.len() as u64;
     if let Some(max) = node.max_items {
@@ -552,7 +568,7 @@ fn validate_object(
     path: &mut Path,
     root: bool,
     checks: Checks,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Errors,
 ) {
     let count = obj.len() as u64;
     if let Some(max) = node.max_properties {
@@ -622,7 +638,7 @@ fn validate_object(
 
 /// Runs `node` as a value validation (no CEL, no list types) and says whether it passes.
 fn passes(node: &Node, value: &Value, path: &mut Path) -> bool {
-    let mut errs = Vec::new();
+    let mut errs = Errors::default();
     validate(
         node,
         value,
@@ -631,7 +647,7 @@ fn passes(node: &Node, value: &Value, path: &mut Path) -> bool {
         Checks { structural: false },
         &mut errs,
     );
-    errs.is_empty()
+    errs.schema.is_empty()
 }
 
 /// A path quoted for composite messages (`"spec.x"`), built only when one is reported.
@@ -639,7 +655,7 @@ fn quoted(path: &str) -> String {
     super::error::go_quote(&in_body(path))
 }
 
-fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mut Vec<FieldError>) {
+fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mut Errors) {
     let composite = |detail: String| {
         FieldError::new(
             "<nil>",
@@ -680,7 +696,7 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
         )));
     }
     if !node.all_of.is_empty() {
-        let mut sub = Vec::new();
+        let mut sub = Errors::default();
         for n in &node.all_of {
             validate(
                 n,
@@ -691,8 +707,8 @@ fn validate_composition(node: &Node, value: &Value, path: &mut Path, errors: &mu
                 &mut sub,
             );
         }
-        if !sub.is_empty() {
-            errors.extend(sub);
+        if !sub.schema.is_empty() {
+            errors.schema.extend(sub.schema);
             errors.push(composite(format!(
                 "{} must validate all the schemas (allOf)",
                 quoted(path)
