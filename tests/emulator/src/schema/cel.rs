@@ -110,13 +110,20 @@ fn compile_program(source: &str) -> Result<Program, String> {
     let program = env()
         .compile(source)
         .map_err(|e| format!("does not parse: {e}"))?;
-    for function in program.references().functions() {
-        let is_operator = !function.starts_with(|c: char| c.is_ascii_alphabetic());
-        if !is_operator && !SUPPORTED_FUNCTIONS.contains(&function) {
-            return Err(format!(
-                "function {function}() is not supported by the CEL interpreter"
-            ));
-        }
+    let references = program.references();
+    let mut missing: Vec<&str> = references
+        .functions()
+        .into_iter()
+        .filter(|f| f.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .filter(|f| !SUPPORTED_FUNCTIONS.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        let list: Vec<String> = missing.iter().map(|f| format!("{f}()")).collect();
+        return Err(format!(
+            "not supported by the CEL interpreter: {}",
+            list.join(", ")
+        ));
     }
     Ok(program)
 }
@@ -315,7 +322,10 @@ mod tests {
     #[test]
     fn unknown_functions_are_unsupported() {
         let err = rule(json!({"rule": "url(self).getScheme() in ['http']"})).unwrap_err();
-        assert!(err.contains("url"), "{err}");
+        assert_eq!(
+            err,
+            "not supported by the CEL interpreter: getScheme(), url()"
+        );
         assert!(rule(json!({"rule": "self.size( == "})).is_err());
     }
 
