@@ -291,6 +291,23 @@ fn wrong_type_gets_the_apiserver_message() {
 }
 
 #[test]
+fn bounds_print_like_go() {
+    let set = crds_or_skip!();
+    let mut dr = dr_reviews();
+    dr["spec"]["trafficPolicy"] =
+        json!({"tunnel": {"targetHost": "x", "targetPort": 4294967296u64}});
+    assert_eq!(
+        messages(set, &dr, UnknownFields::Strict),
+        ["spec.trafficPolicy.tunnel.targetPort: Invalid value: 4294967296: spec.trafficPolicy.tunnel.targetPort in body should be less than or equal to 4.294967295e+09"]
+    );
+    dr["spec"]["trafficPolicy"] = json!({"tunnel": {"targetHost": "x", "targetPort": -1}});
+    assert_eq!(
+        messages(set, &dr, UnknownFields::Strict),
+        ["spec.trafficPolicy.tunnel.targetPort: Invalid value: -1: spec.trafficPolicy.tunnel.targetPort in body should be greater than or equal to 0"]
+    );
+}
+
+#[test]
 fn missing_required_field() {
     let set = crds_or_skip!();
     let mut vs = vs_reviews();

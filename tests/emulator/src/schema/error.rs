@@ -173,24 +173,29 @@ pub(crate) fn go_number(n: &serde_json::Number) -> String {
     }
 }
 
-/// Formats a float as Go's `%v` (`strconv.FormatFloat(f, 'g', -1, 64)` with Go's exponent
-/// threshold of 21 digits).
+/// Formats a float as Go's `%v` does (`strconv.FormatFloat(f, 'g', -1, 64)`): the shortest
+/// representation, in exponent form when the exponent is below -4 or at least 6
+/// (`4294967295` → `4.294967295e+09`, `100` → `100`, `0.00001` → `1e-05`).
 pub(crate) fn go_float(f: f64) -> String {
-    if f.is_finite() && f.abs() < 1e21 && (f == 0.0 || f.abs() >= 1e-4) {
+    if f.is_nan() {
+        return "NaN".to_string();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.to_string();
+    }
+    if f == 0.0 {
+        return "0".to_string();
+    }
+    let sci = format!("{f:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return sci;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
         format!("{f}")
     } else {
-        let s = format!("{f:e}");
-        // Rust gives `1e21`/`1.5e-7`; Go gives `1e+21`/`1.5e-07`.
-        match s.split_once('e') {
-            Some((mantissa, exp)) => {
-                let (sign, digits) = match exp.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', exp),
-                };
-                format!("{mantissa}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     }
 }
 
@@ -347,6 +352,11 @@ mod tests {
         assert_eq!(go_float(100.0), "100");
         assert_eq!(go_float(1e21), "1e+21");
         assert_eq!(go_float(1.5e-7), "1.5e-07");
+        assert_eq!(go_float(4294967295.0), "4.294967295e+09");
+        assert_eq!(go_float(123456.0), "123456");
+        assert_eq!(go_float(1e6), "1e+06");
+        assert_eq!(go_float(0.0001), "0.0001");
+        assert_eq!(go_float(-0.00001), "-1e-05");
     }
 
     #[test]
