@@ -144,6 +144,7 @@ fn every_kind_of_the_bundle_compiles() {
     }
     let kinds: std::collections::BTreeSet<&str> = set.kinds().map(|g| g.kind.as_str()).collect();
     assert_eq!(kinds.len(), 15, "{kinds:?}");
+    assert_eq!(set.definitions().len(), 15);
     let rules: usize = set.kinds().map(|g| set.get(g).unwrap().rule_count()).sum();
     let unsupported: Vec<_> = set
         .kinds()
@@ -272,7 +273,9 @@ fn wrong_type_gets_the_apiserver_message() {
     );
     // 50.0 is an integer for the API server, 50.5 is not.
     vs["spec"]["http"][0]["route"][0]["weight"] = json!(50.0);
-    assert!(messages(set, &vs, UnknownFields::Strict).is_empty());
+    let out = set.validate(&vs, UnknownFields::Strict).unwrap();
+    assert!(out.errors.is_empty());
+    assert_eq!(out.object, vs_reviews(), "stored back as the integer 50");
     vs["spec"]["http"][0]["route"][0]["weight"] = json!(50.5);
     assert_eq!(
         messages(set, &vs, UnknownFields::Strict),

@@ -54,6 +54,7 @@ impl Gvk {
 #[derive(Debug, Default)]
 pub struct CrdSet {
     schemas: BTreeMap<Gvk, Schema>,
+    definitions: Vec<Value>,
 }
 
 impl CrdSet {
@@ -119,6 +120,12 @@ impl CrdSet {
                 .insert(Gvk::new(group, version, kind), compiled);
         }
         Ok(())
+    }
+
+    /// The CRD objects read, as JSON, in input order (what an API server serves under
+    /// `apiextensions.k8s.io/v1`).
+    pub fn definitions(&self) -> &[Value] {
+        &self.definitions
     }
 
     /// The schema of a group, version and kind.

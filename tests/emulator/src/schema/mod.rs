@@ -95,6 +95,23 @@ pub struct UnsupportedRule {
 }
 
 /// A compiled structural schema; compile once, validate many objects (it is `Send + Sync`).
+///
+/// ```
+/// use kube_emulator::schema::{Schema, UnknownFields};
+/// use serde_json::json;
+///
+/// let schema = Schema::from_openapi_v3(&json!({
+///     "type": "object",
+///     "properties": {"spec": {"type": "object", "required": ["hosts"], "properties": {
+///         "hosts": {"type": "array", "items": {"type": "string"}},
+///         "weight": {"type": "integer", "default": 100}}}}
+/// }))
+/// .unwrap();
+/// let out = schema.validate(&json!({"spec": {"foo": 1}}), UnknownFields::Warn);
+/// assert_eq!(out.errors[0].to_string(), "spec.hosts: Required value");
+/// assert_eq!(out.warnings, [r#"unknown field "spec.foo""#]);
+/// assert_eq!(out.object, json!({"spec": {"weight": 100}}));
+/// ```
 #[derive(Debug)]
 pub struct Schema {
     root: Node,
