@@ -119,6 +119,7 @@ impl CrdSet {
             self.schemas
                 .insert(Gvk::new(group, version, kind), compiled);
         }
+        self.definitions.push(crd.clone());
         Ok(())
     }
 

@@ -124,15 +124,14 @@ pub(crate) fn normalize(
                 }
             }
         }
-        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
-            // The API server decodes `1.0` as a float and encodes it back as `1`: an integral
-            // float in an integer field comes back as an integer.
-            if node.ty == Some(JsonType::Integer) || node.int_or_string {
-                if let Some(f) = n.as_f64() {
-                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                        *value = Value::from(f as i64);
-                    }
-                }
+        // The API server decodes `1.0` as a float and encodes it back as `1`: an integral float
+        // in an integer field comes back as an integer.
+        Value::Number(n)
+            if !(n.is_i64() || n.is_u64())
+                && (node.ty == Some(JsonType::Integer) || node.int_or_string) =>
+        {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *value = Value::from(f as i64);
             }
         }
         _ => {}
