@@ -134,9 +134,14 @@ fn virtual_service(spec: &Map<String, Value>, a: &mut Admission) {
             continue;
         };
         let matches = array(rule, "match");
-        if matches.is_empty() && i + 1 < http.len() {
+        // No match, or a match block without conditions (`match: [{}]`), matches everything.
+        let catch_all = matches.is_empty()
+            || matches
+                .iter()
+                .any(|m| m.as_object().is_some_and(|o| o.keys().all(|k| k == "name")));
+        if catch_all && i + 1 < http.len() {
             a.warnings.push(format!(
-                "{at}: this rule has no match and is not the last one, so the {} rule(s) after it are never used",
+                "{at}: this rule matches every request and is not the last one, so the {} rule(s) after it are never used",
                 http.len() - i - 1
             ));
         }
@@ -345,6 +350,14 @@ mod tests {
             a.warnings[0].starts_with("spec.http[0]: "),
             "{}",
             a.warnings[0]
+        );
+        let a = admit(&vs(json!([
+            {"match": [{"uri": {"prefix": "/a"}}, {"name": "all"}], "route": [{"destination": {"host": "r"}}]},
+            {"match": [{"uri": {"prefix": "/"}}], "route": [{"destination": {"host": "r"}}]},
+            {"match": [{}], "route": [{"destination": {"host": "r"}}]}])));
+        assert_eq!(
+            a.warnings,
+            ["spec.http[0]: this rule matches every request and is not the last one, so the 2 rule(s) after it are never used"]
         );
     }
 
