@@ -537,6 +537,12 @@ impl Cluster {
         let mut obj = validated.object;
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("selfLink");
+            // Typed (built-in) objects drop empty maps (`omitempty`).
+            for f in ["labels", "annotations"] {
+                if m.get(f).is_some_and(|v| v.as_object().is_some_and(|o| o.is_empty()) || v.is_null()) {
+                    m.remove(f);
+                }
+            }
         }
         // generation: bumped when anything outside metadata and status changes.
         let has_generation = res.is_custom() || matches!(res.kind.as_str(), "Deployment" | "Pod" | "CustomResourceDefinition");

@@ -71,6 +71,9 @@ fn key_token(item: &Value, keys: &[String]) -> Option<String> {
     for k in keys {
         if let Some(v) = item.get(k) {
             m.insert(k.clone(), v.clone());
+        } else if k == "protocol" {
+            // The defaulted key of container and service ports.
+            m.insert(k.clone(), Value::String("TCP".into()));
         }
     }
     if m.is_empty() {
@@ -181,7 +184,7 @@ pub fn path_string(path: &FieldPath) -> String {
 fn item_matches(item: &Value, tok: &str) -> bool {
     if let Some(k) = tok.strip_prefix("k:") {
         let m: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
-        !m.is_empty() && m.iter().all(|(k, v)| item.get(k) == Some(v))
+        !m.is_empty() && m.iter().all(|(k, v)| item.get(k) == Some(v) || (k == "protocol" && item.get(k).is_none() && v == "TCP"))
     } else if let Some(v) = tok.strip_prefix("v:") {
         serde_json::from_str::<Value>(v).ok().as_ref() == Some(item)
     } else {

@@ -119,7 +119,19 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
         for (f, r, m) in out.0 {
             causes.push((f, r, m));
         }
-        warnings.extend(out.1);
+        let unknown: Vec<String> = out.1.iter().map(|p| format!("unknown field {p:?}")).collect();
+        match mode {
+            FieldValidation::Strict if !unknown.is_empty() => {
+                return Err(ApiError::bad_request(format!(
+                    "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                    unknown.join(", "),
+                    kind = res.kind,
+                    version = res.version
+                )));
+            }
+            FieldValidation::Warn => warnings.extend(unknown),
+            _ => {}
+        }
         object = out.2;
     }
     if causes.is_empty() {
@@ -145,7 +157,7 @@ fn containers(pod_spec: &Value, at: &str, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Schema validation of a custom resource: `(causes, warnings, pruned object)`.
+/// Schema validation of a custom resource: `(causes, unknown field paths, pruned object)`.
 ///
 /// A small structural check (types, required, enums, unknown fields) until the full
 /// structural-schema validator is wired in here.
@@ -186,11 +198,8 @@ fn unknown_field(
     causes: &mut Vec<Cause>,
     warnings: &mut Vec<String>,
 ) {
-    match mode {
-        FieldValidation::Strict => causes.push((String::new(), "FieldValueInvalid", format!("unknown field {path:?}"))),
-        FieldValidation::Warn => warnings.push(format!("unknown field {path:?}")),
-        FieldValidation::Ignore => {}
-    }
+    let _ = (mode, causes);
+    warnings.push(path.to_string());
     m.remove(key);
 }
 
@@ -285,7 +294,10 @@ mod tests {
         let ok = validate(&r, obj.clone(), FieldValidation::Warn).unwrap();
         assert_eq!(ok.warnings, vec!["unknown field \"spec.extra\"".to_string()]);
         assert!(ok.object["spec"].get("extra").is_none());
-        assert_eq!(validate(&r, obj, FieldValidation::Strict).unwrap_err().code, 422);
+        let strict = validate(&r, obj.clone(), FieldValidation::Strict).unwrap_err();
+        assert_eq!(strict.code, 400);
+        assert!(strict.message.ends_with("strict decoding error: unknown field \"spec.extra\""), "{}", strict.message);
+        assert!(validate(&r, obj, FieldValidation::Ignore).unwrap().warnings.is_empty());
         let bad = json!({"metadata": {"name": "vs"}, "spec": {"hosts": "a"}});
         let e = validate(&r, bad, FieldValidation::Ignore).unwrap_err();
         assert!(e.message.contains("spec.hosts"), "{}", e.message);
