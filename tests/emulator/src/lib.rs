@@ -24,6 +24,7 @@ pub mod error;
 pub mod faults;
 pub mod fields;
 pub mod kubeconfig;
+pub mod openapi_pb;
 pub mod patch;
 pub mod persist;
 pub mod resources;

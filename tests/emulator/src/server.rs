@@ -247,6 +247,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
             }
         }
     }
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -263,6 +264,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
         Route::Resource { res, ns, name, sub } => {
             let req = ResourceRequest { res, ns, name, sub, query: &query, content_type: &content_type, body: &body, user_agent: &user_agent };
             resource_request(&shared, &method, info.verb, req)
+        }
+        Route::OpenApiV2 if method == Method::GET && accept.contains("protobuf") => {
+            let doc = crate::openapi_pb::document(shared.lock().resources(), &format!("v1.{}.0", shared.minor));
+            let mut r = Response::new(Full::new(Bytes::from(doc)).boxed());
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::openapi_pb::MEDIA_TYPE));
+            Ok(r)
         }
         other => non_resource(&shared, &method, other),
     };
@@ -522,7 +529,7 @@ fn watch_response(
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
         let mut last_rv = current_rv;
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
