@@ -1,14 +1,18 @@
 //! Benchmarks: listing 1,000 objects over HTTP, server-side apply of 200 VirtualServices by
 //! kubectl in one call, and the memory (RSS) of an emulator holding 5,000 objects.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_main, Criterion};
 use kube_emulator::{Emulator, Options};
 use std::process::Command;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -19,15 +23,27 @@ fn configmaps(n: usize, offset: usize) -> String {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let emu = rt.block_on(Emulator::start(Options { record_states: false, ..Options::default() })).expect("start");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emu = rt
+        .block_on(Emulator::start(Options {
+            record_states: false,
+            ..Options::default()
+        }))
+        .expect("start");
     emu.apply_yaml(&configmaps(1000, 0)).expect("seed");
     let kc = kube::config::Kubeconfig::read_from(emu.kubeconfig_path()).expect("kubeconfig");
     let client = rt.block_on(async {
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
         kube::Client::try_from(cfg).expect("client")
     });
-    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "default");
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "default");
     c.bench_function("list 1000 configmaps (kube-rs, HTTPS)", |b| {
         b.iter(|| {
             let l = rt.block_on(api.list(&Default::default())).expect("list");
@@ -38,12 +54,24 @@ fn benches(c: &mut Criterion) {
     if std::path::Path::new("/usr/bin/kubectl").exists() {
         if let Some(crds) = ["../../../shared", "../../../../shared", "/work/shared"]
             .iter()
-            .map(|p| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p).join("fixtures/istio/customresourcedefinitions.gen.yaml"))
+            .map(|p| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(p)
+                    .join("fixtures/istio/customresourcedefinitions.gen.yaml")
+            })
             .find(|p| p.exists())
         {
             let run = |args: &[&str]| {
-                let out = Command::new("/usr/bin/kubectl").args(args).env("KUBECONFIG", emu.kubeconfig_path()).output().expect("kubectl");
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let out = Command::new("/usr/bin/kubectl")
+                    .args(args)
+                    .env("KUBECONFIG", emu.kubeconfig_path())
+                    .output()
+                    .expect("kubectl");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             };
             run(&["apply", "--server-side", "-f", crds.to_str().expect("path")]);
             let dir = tempfile::tempdir().expect("tempdir");
@@ -72,5 +100,9 @@ fn benches(c: &mut Criterion) {
     rt.block_on(emu.shutdown());
 }
 
-criterion_group!(emulator, benches);
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(emulator, super::benches);
+}
+use group::emulator;
 criterion_main!(emulator);

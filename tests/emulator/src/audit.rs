@@ -25,7 +25,12 @@ impl Snapshot {
 
     /// One object.
     pub fn get(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<&Value> {
-        let key = ObjectRef { group: group.into(), plural: plural.into(), namespace: namespace.into(), name: name.into() };
+        let key = ObjectRef {
+            group: group.into(),
+            plural: plural.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
         self.objects.get(&key).map(|v| v.as_ref())
     }
 }
@@ -60,7 +65,30 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// Whether the request could have changed state (a write verb that succeeded).
     pub fn is_successful_write(&self) -> bool {
-        matches!(self.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection") && (200..300).contains(&self.status)
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        ) && (200..300).contains(&self.status)
+    }
+}
+
+/// An invariant that failed after a request.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// The request after which it failed.
+    pub record: AuditRecord,
+    /// The invariant's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.record;
+        write!(
+            f,
+            "after request #{} ({} {} -> {}): {}",
+            r.seq, r.method, r.path, r.status, self.message
+        )
     }
 }
 
@@ -79,33 +107,43 @@ impl AuditLog {
 
     /// All records so far.
     pub fn records(&self) -> Vec<AuditRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Forgets the records so far.
     pub fn clear(&self) {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The distinct states after successful writes, in order: what an invariant must hold for.
     pub fn states(&self) -> Vec<Snapshot> {
         let mut out: Vec<Snapshot> = vec![];
         for r in self.records() {
-            if out.last().is_none_or(|s| s.resource_version != r.state.resource_version) {
+            if out
+                .last()
+                .is_none_or(|s| s.resource_version != r.state.resource_version)
+            {
                 out.push(r.state.clone());
             }
         }
         out
     }
 
-    /// Checks `invariant` on the state after every request; returns the first violation
-    /// as `(record, message)`.
-    pub fn check<F>(&self, mut invariant: F) -> Result<(), (AuditRecord, String)>
+    /// Checks `invariant` on the state after every request; returns the first violation.
+    pub fn check<F>(&self, mut invariant: F) -> Result<(), Box<Violation>>
     where
         F: FnMut(&Snapshot) -> Result<(), String>,
     {
         for r in self.records() {
-            invariant(&r.state).map_err(|m| (r.clone(), m))?;
+            if let Err(message) = invariant(&r.state) {
+                return Err(Box::new(Violation { record: r, message }));
+            }
         }
         Ok(())
     }

@@ -132,7 +132,10 @@ impl Cluster {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let res = c.resource_by_kind("", "Namespace").expect("builtin");
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            let opts = WriteOptions { manager: "kube-apiserver".into(), ..Default::default() };
+            let opts = WriteOptions {
+                manager: "kube-apiserver".into(),
+                ..Default::default()
+            };
             let _ = c.create(&res, "", obj, &opts);
         }
         c
@@ -178,7 +181,10 @@ impl Cluster {
 
     /// Finds a served resource by group and kind (the storage version for CRDs).
     pub fn resource_by_kind(&self, group: &str, kind: &str) -> Option<ResourceInfo> {
-        let mut found = self.resources.iter().filter(|r| r.group == group && r.kind == kind);
+        let mut found = self
+            .resources
+            .iter()
+            .filter(|r| r.group == group && r.kind == kind);
         let first = found.next()?.clone();
         Some(found.find(|r| r.storage).cloned().unwrap_or(first))
     }
@@ -196,7 +202,11 @@ impl Cluster {
         ObjectRef {
             group: res.group.clone(),
             plural: res.plural.clone(),
-            namespace: if res.namespaced { ns.to_string() } else { String::new() },
+            namespace: if res.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -237,7 +247,11 @@ impl Cluster {
         let items = self
             .objects
             .range(lo..)
-            .take_while(|(k, _)| k.group == res.group && k.plural == res.plural && ns.is_none_or(|n| k.namespace == n))
+            .take_while(|(k, _)| {
+                k.group == res.group
+                    && k.plural == res.plural
+                    && ns.is_none_or(|n| k.namespace == n)
+            })
             .filter(|(_, o)| labels.matches(o) && fields.matches(o))
             .map(|(_, o)| Self::present(res, o))
             .collect();
@@ -263,7 +277,12 @@ impl Cluster {
     }
 
     fn emit(&mut self, kind: &'static str, key: ObjectRef, object: Arc<Value>) {
-        let ev = Arc::new(WatchEvent { rv: self.rv, kind, key, object });
+        let ev = Arc::new(WatchEvent {
+            rv: self.rv,
+            kind,
+            key,
+            object,
+        });
         self.events.push_back(ev.clone());
         if self.events.len() > EVENT_HISTORY {
             self.events.pop_front();
@@ -276,9 +295,16 @@ impl Cluster {
             return Ok(());
         }
         if ns.is_empty() {
-            return Err(ApiError::bad_request("the server could not find the requested resource: a namespace is required"));
+            return Err(ApiError::bad_request(
+                "the server could not find the requested resource: a namespace is required",
+            ));
         }
-        let key = ObjectRef { group: String::new(), plural: "namespaces".into(), namespace: String::new(), name: ns.into() };
+        let key = ObjectRef {
+            group: String::new(),
+            plural: "namespaces".into(),
+            namespace: String::new(),
+            name: ns.into(),
+        };
         if self.objects.contains_key(&key) {
             Ok(())
         } else {
@@ -287,9 +313,17 @@ impl Cluster {
     }
 
     /// Creates an object (`POST`).
-    pub fn create(&mut self, res: &ResourceInfo, ns: &str, mut obj: Value, opts: &WriteOptions) -> WriteResult {
+    pub fn create(
+        &mut self,
+        res: &ResourceInfo,
+        ns: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> WriteResult {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
         }
         if obj["metadata"]["name"].as_str().unwrap_or("").is_empty() {
             match obj["metadata"]["generateName"].as_str() {
@@ -302,7 +336,11 @@ impl Cluster {
                         &res.group,
                         &res.kind,
                         "",
-                        &[("metadata.name".into(), "FieldValueRequired", "Required value: name or generateName is required".into())],
+                        &[(
+                            "metadata.name".into(),
+                            "FieldValueRequired",
+                            "Required value: name or generateName is required".into(),
+                        )],
                     ))
                 }
             }
@@ -323,7 +361,12 @@ impl Cluster {
         self.commit(res, key, None, obj, "", opts, true)
     }
 
-    fn check_body_namespace(&self, res: &ResourceInfo, ns: &str, obj: &mut Value) -> Result<(), ApiError> {
+    fn check_body_namespace(
+        &self,
+        res: &ResourceInfo,
+        ns: &str,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -341,9 +384,19 @@ impl Cluster {
     }
 
     /// Replaces an object (`PUT`), optionally its `status` subresource.
-    pub fn update(&mut self, res: &ResourceInfo, ns: &str, name: &str, mut obj: Value, subresource: &str, opts: &WriteOptions) -> WriteResult {
+    pub fn update(
+        &mut self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+        subresource: &str,
+        opts: &WriteOptions,
+    ) -> WriteResult {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request is not a JSON object",
+            ));
         }
         match obj["metadata"]["name"].as_str() {
             Some(n) if n != name => {
@@ -368,7 +421,11 @@ impl Cluster {
                     &res.group,
                     &res.kind,
                     name,
-                    &[("metadata.resourceVersion".into(), "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update".into())],
+                    &[(
+                        "metadata.resourceVersion".into(),
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update".into(),
+                    )],
                 ))
             }
         }
@@ -408,17 +465,30 @@ impl Cluster {
                     ));
                 }
                 if !body.is_object() {
-                    return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "strategic merge patch must be a JSON object",
+                    ));
                 }
                 patch::strategic_merge_patch(res, &mut obj, body)?;
             }
             PatchType::Apply => unreachable!("handled above"),
         }
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the patched object is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the patched object is not a JSON object",
+            ));
         }
         if obj["metadata"]["name"].as_str() != Some(name) {
-            return Err(ApiError::invalid(&res.group, &res.kind, name, &[("metadata.name".into(), "FieldValueInvalid", "Invalid value: field is immutable".into())]));
+            return Err(ApiError::invalid(
+                &res.group,
+                &res.kind,
+                name,
+                &[(
+                    "metadata.name".into(),
+                    "FieldValueInvalid",
+                    "Invalid value: field is immutable".into(),
+                )],
+            ));
         }
         match obj["metadata"]["resourceVersion"].as_str() {
             Some(rv) if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") => {
@@ -442,12 +512,18 @@ impl Cluster {
         opts: &WriteOptions,
     ) -> WriteResult {
         if opts.manager.is_empty() || opts.manager.starts_with("kube-emulator-default") {
-            return Err(ApiError::bad_request("PATCH requests of type ApplyPatch must have a fieldManager"));
+            return Err(ApiError::bad_request(
+                "PATCH requests of type ApplyPatch must have a fieldManager",
+            ));
         }
         if !body.is_object() {
-            return Err(ApiError::bad_request("the applied configuration is not a YAML or JSON object"));
+            return Err(ApiError::bad_request(
+                "the applied configuration is not a YAML or JSON object",
+            ));
         }
-        if body["apiVersion"].as_str() != Some(&res.api_version()) || body["kind"].as_str() != Some(&res.kind) {
+        if body["apiVersion"].as_str() != Some(&res.api_version())
+            || body["kind"].as_str() != Some(&res.kind)
+        {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({}) does not match the expected API version ({})",
                 body["apiVersion"].as_str().unwrap_or(""),
@@ -456,7 +532,11 @@ impl Cluster {
         }
         match body["metadata"]["name"].as_str() {
             Some(n) if n == name => {}
-            _ => return Err(ApiError::bad_request(format!("metadata.name in the applied configuration must be {name:?}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "metadata.name in the applied configuration must be {name:?}"
+                )))
+            }
         }
         let mut applied = body.clone();
         self.check_body_namespace(res, ns, &mut applied)?;
@@ -474,7 +554,14 @@ impl Cluster {
         }
         let now = now_rfc3339();
         let live = old.as_ref().map(|o| Self::present(res, o));
-        let merged = fields::apply(res, live.as_ref(), &applied, &opts.manager, opts.force, &now)?;
+        let merged = fields::apply(
+            res,
+            live.as_ref(),
+            &applied,
+            &opts.manager,
+            opts.force,
+            &now,
+        )?;
         self.commit(res, key, old, merged, "", opts, false)
     }
 
@@ -491,7 +578,7 @@ impl Cluster {
         opts: &WriteOptions,
         record_fields: bool,
     ) -> WriteResult {
-        if subresource != "" && subresource != "status" {
+        if !subresource.is_empty() && subresource != "status" {
             return Err(ApiError::page_not_found());
         }
         if subresource == "status" && !res.status_subresource {
@@ -539,13 +626,19 @@ impl Cluster {
             m.remove("selfLink");
             // Typed (built-in) objects drop empty maps (`omitempty`).
             for f in ["labels", "annotations"] {
-                if m.get(f).is_some_and(|v| v.as_object().is_some_and(|o| o.is_empty()) || v.is_null()) {
+                if m.get(f)
+                    .is_some_and(|v| v.as_object().is_some_and(|o| o.is_empty()) || v.is_null())
+                {
                     m.remove(f);
                 }
             }
         }
         // generation: bumped when anything outside metadata and status changes.
-        let has_generation = res.is_custom() || matches!(res.kind.as_str(), "Deployment" | "Pod" | "CustomResourceDefinition");
+        let has_generation = res.is_custom()
+            || matches!(
+                res.kind.as_str(),
+                "Deployment" | "Pod" | "CustomResourceDefinition"
+            );
         if has_generation {
             let generation = match &old {
                 None => 1,
@@ -561,9 +654,20 @@ impl Cluster {
             obj["metadata"]["generation"] = json!(generation);
         }
         if record_fields {
-            let manager = if opts.manager.is_empty() { "unknown".to_string() } else { opts.manager.clone() };
+            let manager = if opts.manager.is_empty() {
+                "unknown".to_string()
+            } else {
+                opts.manager.clone()
+            };
             let live = old.as_ref().map(|o| Self::present(res, o));
-            fields::record_update(res, live.as_ref(), &mut obj, &manager, subresource, &now_rfc3339());
+            fields::record_update(
+                res,
+                live.as_ref(),
+                &mut obj,
+                &manager,
+                subresource,
+                &now_rfc3339(),
+            );
         }
         if let Some(o) = &old {
             obj["metadata"]["resourceVersion"] = o["metadata"]["resourceVersion"].clone();
@@ -578,14 +682,25 @@ impl Cluster {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let stored = Arc::new(obj);
         Arc::make_mut(&mut self.objects).insert(key.clone(), stored.clone());
-        self.emit(if old.is_some() { "MODIFIED" } else { "ADDED" }, key.clone(), stored.clone());
+        self.emit(
+            if old.is_some() { "MODIFIED" } else { "ADDED" },
+            key.clone(),
+            stored.clone(),
+        );
         crate::controller::after_write(self, res, &key, &stored);
         let out = self.objects.get(&key).cloned().unwrap_or(stored);
         Ok((Self::present(res, &out), validated.warnings))
     }
 
     /// Deletes an object; `propagation` is `Background`, `Foreground` or `Orphan`.
-    pub fn delete(&mut self, res: &ResourceInfo, ns: &str, name: &str, propagation: Option<&str>, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        res: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        propagation: Option<&str>,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let key = Self::key(res, ns, name);
         let Some(old) = self.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(&res.group, &res.plural, name));
@@ -609,17 +724,36 @@ impl Cluster {
     }
 
     /// Writes an object as a controller would (internal, never fails on conflicts).
-    pub(crate) fn put_internal(&mut self, res: &ResourceInfo, key: ObjectRef, obj: Value, subresource: &str, manager: &str) -> Result<Value, ApiError> {
+    pub(crate) fn put_internal(
+        &mut self,
+        res: &ResourceInfo,
+        key: ObjectRef,
+        obj: Value,
+        subresource: &str,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let old = self.objects.get(&key).cloned();
-        let opts = WriteOptions { manager: manager.into(), field_validation: FieldValidation::Ignore, ..Default::default() };
-        self.commit(res, key, old, obj, subresource, &opts, true).map(|(v, _)| v)
+        let opts = WriteOptions {
+            manager: manager.into(),
+            field_validation: FieldValidation::Ignore,
+            ..Default::default()
+        };
+        self.commit(res, key, old, obj, subresource, &opts, true)
+            .map(|(v, _)| v)
     }
 
     /// Objects of one resource, raw (as stored).
-    pub(crate) fn stored_of(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<(ObjectRef, Arc<Value>)> {
+    pub(crate) fn stored_of(
+        &self,
+        group: &str,
+        plural: &str,
+        ns: Option<&str>,
+    ) -> Vec<(ObjectRef, Arc<Value>)> {
         self.objects
             .iter()
-            .filter(|(k, _)| k.group == group && k.plural == plural && ns.is_none_or(|n| n == k.namespace))
+            .filter(|(k, _)| {
+                k.group == group && k.plural == plural && ns.is_none_or(|n| n == k.namespace)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -669,8 +803,14 @@ fn unchanged(old: &Value, new: &Value) -> bool {
         v
     };
     let same_managers = {
-        let a: Vec<_> = fields::entries(old).into_iter().map(|e| (e.manager, e.operation, e.fields)).collect();
-        let b: Vec<_> = fields::entries(new).into_iter().map(|e| (e.manager, e.operation, e.fields)).collect();
+        let a: Vec<_> = fields::entries(old)
+            .into_iter()
+            .map(|e| (e.manager, e.operation, e.fields))
+            .collect();
+        let b: Vec<_> = fields::entries(new)
+            .into_iter()
+            .map(|e| (e.manager, e.operation, e.fields))
+            .collect();
         a == b
     };
     same_managers && strip(old) == strip(new)

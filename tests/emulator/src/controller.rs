@@ -31,7 +31,11 @@ pub fn default_object(cluster: &mut Cluster, res: &ResourceInfo, obj: &mut Value
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
-            set_default(spec, "strategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            );
             default_pod_spec(&mut spec["template"]["spec"]);
         }
         ("", "Pod") => {
@@ -66,17 +70,36 @@ pub fn default_object(cluster: &mut Cluster, res: &ResourceInfo, obj: &mut Value
             set_default(obj, "spec", json!({"finalizers": ["kubernetes"]}));
             obj["status"] = json!({"phase": "Active"});
             let name = obj["metadata"]["name"].clone();
-            if let Some(labels) = obj["metadata"].as_object_mut().map(|m| m.entry("labels").or_insert(json!({}))) {
+            if let Some(labels) = obj["metadata"]
+                .as_object_mut()
+                .map(|m| m.entry("labels").or_insert(json!({})))
+            {
                 set_default(labels, "kubernetes.io/metadata.name", name);
             }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let names = obj["spec"]["names"].clone();
             let mut accepted = names.clone();
-            set_default(&mut accepted, "singular", json!(names["kind"].as_str().unwrap_or("").to_lowercase()));
-            set_default(&mut accepted, "listKind", json!(format!("{}List", names["kind"].as_str().unwrap_or(""))));
-            set_default(&mut obj["spec"]["names"], "singular", accepted["singular"].clone());
-            set_default(&mut obj["spec"]["names"], "listKind", accepted["listKind"].clone());
+            set_default(
+                &mut accepted,
+                "singular",
+                json!(names["kind"].as_str().unwrap_or("").to_lowercase()),
+            );
+            set_default(
+                &mut accepted,
+                "listKind",
+                json!(format!("{}List", names["kind"].as_str().unwrap_or(""))),
+            );
+            set_default(
+                &mut obj["spec"]["names"],
+                "singular",
+                accepted["singular"].clone(),
+            );
+            set_default(
+                &mut obj["spec"]["names"],
+                "listKind",
+                accepted["listKind"].clone(),
+            );
             let now = now_rfc3339();
             let stored: Vec<Value> = obj["spec"]["versions"]
                 .as_array()
@@ -110,8 +133,14 @@ fn default_pod_spec(spec: &mut Value) {
     for c in spec["containers"].as_array_mut().into_iter().flatten() {
         set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
         set_default(c, "terminationMessagePolicy", json!("File"));
-        let latest = c["image"].as_str().is_some_and(|i| !i.rsplit('/').next().unwrap_or("").contains(':') || i.ends_with(":latest"));
-        set_default(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+        let latest = c["image"].as_str().is_some_and(|i| {
+            !i.rsplit('/').next().unwrap_or("").contains(':') || i.ends_with(":latest")
+        });
+        set_default(
+            c,
+            "imagePullPolicy",
+            json!(if latest { "Always" } else { "IfNotPresent" }),
+        );
         set_default(c, "resources", json!({}));
         for p in c["ports"].as_array_mut().into_iter().flatten() {
             set_default(p, "protocol", json!("TCP"));
@@ -154,7 +183,13 @@ pub fn after_write(cluster: &mut Cluster, res: &ResourceInfo, key: &ObjectRef, o
 }
 
 /// Runs after a deletion: cascades to namespaced objects, owned pods, custom resources.
-pub fn after_delete(cluster: &mut Cluster, res: &ResourceInfo, key: &ObjectRef, old: &Value, propagation: &str) {
+pub fn after_delete(
+    cluster: &mut Cluster,
+    res: &ResourceInfo,
+    key: &ObjectRef,
+    old: &Value,
+    propagation: &str,
+) {
     match (res.group.as_str(), res.kind.as_str()) {
         ("", "Namespace") => {
             let doomed: Vec<ObjectRef> = cluster
@@ -169,7 +204,10 @@ pub fn after_delete(cluster: &mut Cluster, res: &ResourceInfo, key: &ObjectRef, 
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let group = old["spec"]["group"].as_str().unwrap_or("").to_string();
-            let plural = old["spec"]["names"]["plural"].as_str().unwrap_or("").to_string();
+            let plural = old["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             for (k, _) in cluster.stored_of(&group, &plural, None) {
                 cluster.remove(&k);
             }
@@ -187,13 +225,20 @@ pub fn after_delete(cluster: &mut Cluster, res: &ResourceInfo, key: &ObjectRef, 
         .iter()
         .filter(|(k, o)| {
             (key.namespace.is_empty() || k.namespace == key.namespace)
-                && o["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
+                && o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid.as_str()))
         })
         .map(|(k, o)| (k.clone(), o.clone()))
         .collect();
     for (k, o) in dependents {
         if propagation == "Orphan" {
-            let Some(dep_res) = cluster.resources().iter().find(|r| r.group == k.group && r.plural == k.plural && r.storage).cloned() else {
+            let Some(dep_res) = cluster
+                .resources()
+                .iter()
+                .find(|r| r.group == k.group && r.plural == k.plural && r.storage)
+                .cloned()
+            else {
                 continue;
             };
             let mut o = (*o).clone();
@@ -207,7 +252,10 @@ pub fn after_delete(cluster: &mut Cluster, res: &ResourceInfo, key: &ObjectRef, 
     }
     // A deleted pod of a Deployment is replaced.
     if res.kind == "Pod" && res.group.is_empty() {
-        if let Some(owner) = old["metadata"]["ownerReferences"].as_array().and_then(|r| r.iter().find(|r| r["kind"] == "Deployment")) {
+        if let Some(owner) = old["metadata"]["ownerReferences"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["kind"] == "Deployment"))
+        {
             let dkey = ObjectRef {
                 group: "apps".into(),
                 plural: "deployments".into(),
@@ -234,8 +282,12 @@ pub fn template_hash(template: &Value) -> String {
 
 /// Makes the Deployment's pods match its template and replicas, then updates its status.
 pub fn reconcile_deployment(cluster: &mut Cluster, key: &ObjectRef, deploy: &Value) {
-    let Some(pod_res) = cluster.resource_by_kind("", "Pod") else { return };
-    let Some(dep_res) = cluster.resource_by_kind("apps", "Deployment") else { return };
+    let Some(pod_res) = cluster.resource_by_kind("", "Pod") else {
+        return;
+    };
+    let Some(dep_res) = cluster.resource_by_kind("apps", "Deployment") else {
+        return;
+    };
     let uid = deploy["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let template = &deploy["spec"]["template"];
     let hash = template_hash(template);
@@ -243,7 +295,11 @@ pub fn reconcile_deployment(cluster: &mut Cluster, key: &ObjectRef, deploy: &Val
     let owned: Vec<(ObjectRef, Arc<Value>)> = cluster
         .stored_of("", "pods", Some(&key.namespace))
         .into_iter()
-        .filter(|(_, p)| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == uid.as_str())))
+        .filter(|(_, p)| {
+            p["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["uid"] == uid.as_str()))
+        })
         .collect();
     let (current, stale): (Vec<_>, Vec<_>) = owned
         .into_iter()
@@ -279,13 +335,23 @@ pub fn reconcile_deployment(cluster: &mut Cluster, key: &ObjectRef, deploy: &Val
         if let Some(a) = template["metadata"].get("annotations") {
             pod["metadata"]["annotations"] = a.clone();
         }
-        let pkey = ObjectRef { group: String::new(), plural: "pods".into(), namespace: key.namespace.clone(), name };
-        if cluster.put_internal(&pod_res, pkey, pod, "", MANAGER).is_err() {
+        let pkey = ObjectRef {
+            group: String::new(),
+            plural: "pods".into(),
+            namespace: key.namespace.clone(),
+            name,
+        };
+        if cluster
+            .put_internal(&pod_res, pkey, pod, "", MANAGER)
+            .is_err()
+        {
             break;
         }
         count += 1;
     }
-    let Some(latest) = cluster.snapshot().get(key).cloned() else { return };
+    let Some(latest) = cluster.snapshot().get(key).cloned() else {
+        return;
+    };
     let now = now_rfc3339();
     let status = json!({
         "observedGeneration": latest["metadata"]["generation"],
@@ -300,7 +366,17 @@ pub fn reconcile_deployment(cluster: &mut Cluster, key: &ObjectRef, deploy: &Val
              "message": format!("ReplicaSet \"{}-{}\" has successfully progressed.", key.name, hash), "lastUpdateTime": now, "lastTransitionTime": now}
         ],
     });
-    let same = |a: &Value, b: &Value| ["observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas"].iter().all(|f| a[f] == b[f]);
+    let same = |a: &Value, b: &Value| {
+        [
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ]
+        .iter()
+        .all(|f| a[f] == b[f])
+    };
     if same(&latest["status"], &status) {
         return;
     }

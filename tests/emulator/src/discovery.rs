@@ -40,7 +40,10 @@ fn groups(resources: &[ResourceInfo]) -> BTreeMap<String, Vec<String>> {
     }
     for (group, versions) in g.iter_mut() {
         // The storage version first (preferred), like the apiserver's priority order.
-        if let Some(pos) = resources.iter().position(|r| &r.group == group && r.storage) {
+        if let Some(pos) = resources
+            .iter()
+            .position(|r| &r.group == group && r.storage)
+        {
             let preferred = resources[pos].version.clone();
             versions.retain(|v| v != &preferred);
             versions.insert(0, preferred);
@@ -50,13 +53,19 @@ fn groups(resources: &[ResourceInfo]) -> BTreeMap<String, Vec<String>> {
 }
 
 fn group_doc(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs[0].clone()})
 }
 
 /// `/apis`.
 pub fn group_list(resources: &[ResourceInfo]) -> Value {
-    let list: Vec<Value> = groups(resources).iter().map(|(n, v)| group_doc(n, v)).collect();
+    let list: Vec<Value> = groups(resources)
+        .iter()
+        .map(|(n, v)| group_doc(n, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list})
 }
 
@@ -73,7 +82,10 @@ pub fn group(resources: &[ResourceInfo], name: &str) -> Option<Value> {
 /// `/api/v1` or `/apis/<group>/<version>`.
 pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> Option<Value> {
     let mut list = vec![];
-    for r in resources.iter().filter(|r| r.group == group && r.version == version) {
+    for r in resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut doc = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -97,8 +109,14 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -114,13 +132,20 @@ pub fn openapi_v3_index(resources: &[ResourceInfo], rv: u64) -> Value {
     let mut paths = serde_json::Map::new();
     for r in resources {
         let p = gv_path(&r.group, &r.version);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={rv:016X}")}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={rv:016X}")}),
+        );
     }
     json!({"paths": paths})
 }
 
 fn schema_name(r: &ResourceInfo) -> String {
-    let group = if r.group.is_empty() { "core".to_string() } else { r.group.clone() };
+    let group = if r.group.is_empty() {
+        "core".to_string()
+    } else {
+        r.group.clone()
+    };
     let reversed: Vec<&str> = group.split('.').rev().collect();
     format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
 }
@@ -128,7 +153,10 @@ fn schema_name(r: &ResourceInfo) -> String {
 /// `/openapi/v3/<api|apis/g>/<v>`: paths with their query parameters and the kinds' schemas.
 /// Built-in kinds get an open object schema (kubectl then falls back to its compiled-in types).
 pub fn openapi_v3_group(resources: &[ResourceInfo], group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&ResourceInfo> = resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -166,7 +194,10 @@ pub fn openapi_v3_group(resources: &[ResourceInfo], group: &str, version: &str) 
             if let Some(props) = schema["properties"].as_object_mut() {
                 props.insert("apiVersion".into(), json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
                 props.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
-                props.insert("metadata".into(), json!({"type": "object", "description": "Standard object's metadata."}));
+                props.insert(
+                    "metadata".into(),
+                    json!({"type": "object", "description": "Standard object's metadata."}),
+                );
             }
         }
         schemas.insert(name, schema);
@@ -185,7 +216,10 @@ pub fn openapi_v2(resources: &[ResourceInfo]) -> Value {
     let mut paths = serde_json::Map::new();
     for r in resources {
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
-        let mut schema = r.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+        let mut schema = r
+            .schema
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}));
         schema["x-kubernetes-group-version-kind"] = gvk;
         definitions.insert(schema_name(r), schema);
         let gvp = gv_path(&r.group, &r.version);
@@ -195,7 +229,10 @@ pub fn openapi_v2(resources: &[ResourceInfo]) -> Value {
             format!("/{gvp}/{}", r.plural)
         };
         let params = json!([{"name": "fieldValidation", "in": "query", "type": "string", "uniqueItems": true}]);
-        paths.insert(format!("{base}/{{name}}"), json!({"patch": {"parameters": params}}));
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({"patch": {"parameters": params}}),
+        );
     }
     json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "definitions": definitions})
 }

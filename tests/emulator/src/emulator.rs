@@ -76,7 +76,14 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { port: 0, minor: 33, token: None, data_dir: None, record_states: true, kubeconfig: None }
+        Options {
+            port: 0,
+            minor: 33,
+            token: None,
+            data_dir: None,
+            record_states: true,
+            kubeconfig: None,
+        }
     }
 }
 
@@ -106,7 +113,10 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 fn random_token() -> String {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     let a = crate::cluster::safe_chars(seed ^ u64::from(std::process::id()), 16);
     let b = crate::cluster::safe_chars(seed.rotate_left(17) ^ 0x5bd1_e995, 16);
     format!("emu-{a}{b}")
@@ -115,13 +125,21 @@ fn random_token() -> String {
 impl Emulator {
     /// Binds `127.0.0.1:<port>`, loads persisted state, writes the kubeconfig and serves.
     pub async fn start(opts: Options) -> Result<Emulator, Error> {
-        let listener = TcpListener::bind(("127.0.0.1", opts.port)).await.map_err(io(format!("cannot listen on 127.0.0.1:{}", opts.port)))?;
-        let addr = listener.local_addr().map_err(io("cannot read the listening address"))?;
+        let listener = TcpListener::bind(("127.0.0.1", opts.port))
+            .await
+            .map_err(io(format!("cannot listen on 127.0.0.1:{}", opts.port)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io("cannot read the listening address"))?;
         let mut cluster = Cluster::new();
         if let Some(dir) = &opts.data_dir {
-            crate::persist::load(&mut cluster, dir).map_err(io(format!("cannot load state from {}", dir.display())))?;
+            crate::persist::load(&mut cluster, dir)
+                .map_err(io(format!("cannot load state from {}", dir.display())))?;
         }
-        let tls = crate::tls::make().map_err(|e| Error::Io { context: e, source: std::io::Error::other("tls") })?;
+        let tls = crate::tls::make().map_err(|e| Error::Io {
+            context: e,
+            source: std::io::Error::other("tls"),
+        })?;
         let (stop, stop_rx) = watch::channel(false);
         let token = opts.token.clone().unwrap_or_else(random_token);
         let shared = Arc::new(Shared {
@@ -138,12 +156,25 @@ impl Emulator {
         let (kubeconfig, tempdir) = match &opts.kubeconfig {
             Some(p) => (p.clone(), None),
             None => {
-                let dir = std::env::temp_dir().join(format!("kube-emulator-{}-{}", std::process::id(), addr.port()));
-                std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+                let dir = std::env::temp_dir().join(format!(
+                    "kube-emulator-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                ));
+                std::fs::create_dir_all(&dir)
+                    .map_err(io(format!("cannot create {}", dir.display())))?;
                 (dir.join("kubeconfig"), Some(TempDir(dir)))
             }
         };
-        let emu = Emulator { shared: shared.clone(), addr, kubeconfig: kubeconfig.clone(), _tempdir: tempdir, ca_pem: tls.ca_pem.clone(), stop, task: Mutex::new(None) };
+        let emu = Emulator {
+            shared: shared.clone(),
+            addr,
+            kubeconfig: kubeconfig.clone(),
+            _tempdir: tempdir,
+            ca_pem: tls.ca_pem.clone(),
+            stop,
+            task: Mutex::new(None),
+        };
         emu.write_kubeconfig(&kubeconfig)?;
         let task = tokio::spawn(serve(listener, shared, stop_rx, tls.acceptor));
         *emu.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
@@ -173,9 +204,14 @@ impl Emulator {
     /// Writes a kubeconfig for this server to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create {}", parent.display())))?;
         }
-        std::fs::write(path, crate::kubeconfig::render(&self.url(), self.token(), &self.ca_pem)).map_err(io(format!("cannot write {}", path.display())))
+        std::fs::write(
+            path,
+            crate::kubeconfig::render(&self.url(), self.token(), &self.ca_pem),
+        )
+        .map_err(io(format!("cannot write {}", path.display())))
     }
 
     /// The CA certificate (PEM) that signed the server's certificate.
@@ -204,21 +240,42 @@ impl Emulator {
         let mut out = vec![];
         for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
             let index = i + 1;
-            let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| Error::Yaml { index, message: e.to_string() })?;
+            let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| Error::Yaml {
+                index,
+                message: e.to_string(),
+            })?;
             if v.is_null() {
                 continue;
             }
             let api_version = v["apiVersion"].as_str().unwrap_or("").to_string();
             let kind = v["kind"].as_str().unwrap_or("").to_string();
             let mut c = self.shared.lock();
-            let res = c.resource_for(&api_version, &kind).ok_or(Error::UnknownKind { index, api_version, kind })?;
-            let ns = if res.namespaced { v["metadata"]["namespace"].as_str().unwrap_or("default").to_string() } else { String::new() };
+            let res = c
+                .resource_for(&api_version, &kind)
+                .ok_or(Error::UnknownKind {
+                    index,
+                    api_version,
+                    kind,
+                })?;
+            let ns = if res.namespaced {
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_string()
+            } else {
+                String::new()
+            };
             let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let opts = WriteOptions { manager: "kube-emulator".into(), field_validation: FieldValidation::Strict, ..Default::default() };
+            let opts = WriteOptions {
+                manager: "kube-emulator".into(),
+                field_validation: FieldValidation::Strict,
+                ..Default::default()
+            };
             let result = match c.get(&res, &ns, &name) {
                 Ok(existing) => {
                     let mut v = v.clone();
-                    v["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+                    v["metadata"]["resourceVersion"] =
+                        existing["metadata"]["resourceVersion"].clone();
                     c.update(&res, &ns, &name, v, "", &opts)
                 }
                 Err(_) => c.create(&res, &ns, v, &opts),
@@ -238,8 +295,11 @@ impl Emulator {
     /// Lists objects of a kind, in one namespace or all (`None`).
     pub fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
         let c = self.shared.lock();
-        let Some(res) = c.resource_for(api_version, kind) else { return vec![] };
-        c.list(&res, namespace, &Default::default(), &Default::default()).0
+        let Some(res) = c.resource_for(api_version, kind) else {
+            return vec![];
+        };
+        c.list(&res, namespace, &Default::default(), &Default::default())
+            .0
     }
 
     /// Stops accepting connections, ends watches and waits for in-flight requests.
@@ -258,7 +318,12 @@ impl Drop for Emulator {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>, acceptor: tokio_rustls::TlsAcceptor) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {

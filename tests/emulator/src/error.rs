@@ -44,7 +44,12 @@ pub fn qualified(group: &str, plural: &str) -> String {
 impl ApiError {
     /// A plain error without details.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 404 `<resource> "<name>" not found`.
@@ -59,7 +64,11 @@ impl ApiError {
 
     /// 404 for a path that names no resource.
     pub fn page_not_found() -> Self {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 409 `<resource> "<name>" already exists`.
@@ -87,10 +96,20 @@ impl ApiError {
 
     /// 422 `<Kind>.<group> "<name>" is invalid: <causes>`; each cause is `(field, reason, message)`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: &[(String, &str, String)]) -> Self {
-        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let list: Vec<String> = causes
             .iter()
-            .map(|(field, _, msg)| if field.is_empty() { msg.clone() } else { format!("{field}: {msg}") })
+            .map(|(field, _, msg)| {
+                if field.is_empty() {
+                    msg.clone()
+                } else {
+                    format!("{field}: {msg}")
+                }
+            })
             .collect();
         let message = if list.len() == 1 {
             format!("{gk} \"{name}\" is invalid: {}", list[0])
@@ -102,7 +121,12 @@ impl ApiError {
             .iter()
             .map(|(field, reason, msg)| json!({ "reason": reason, "message": msg, "field": field }))
             .collect();
-        ApiError { code: 422, reason: "Invalid", message, details: Some(d) }
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message,
+            details: Some(d),
+        }
     }
 
     /// 400 BadRequest.
@@ -117,7 +141,11 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(verb: &str) -> Self {
-        ApiError::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({verb})"))
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({verb})"),
+        )
     }
 
     /// 415 UnsupportedMediaType.
@@ -127,7 +155,11 @@ impl ApiError {
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large() -> Self {
-        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     /// 500 InternalError.
@@ -179,9 +211,16 @@ mod tests {
             "networking.istio.io",
             "VirtualService",
             "vs",
-            &[("spec.hosts".into(), "FieldValueRequired", "Required value".into())],
+            &[(
+                "spec.hosts".into(),
+                "FieldValueRequired",
+                "Required value".into(),
+            )],
         );
-        assert_eq!(e.message, "VirtualService.networking.istio.io \"vs\" is invalid: spec.hosts: Required value");
+        assert_eq!(
+            e.message,
+            "VirtualService.networking.istio.io \"vs\" is invalid: spec.hosts: Required value"
+        );
         assert_eq!(e.status()["details"]["causes"][0]["field"], "spec.hosts");
     }
 }

@@ -31,7 +31,14 @@ impl Fault {
     /// A fault that fires on the `n`th matching request (1-based), once; by default it
     /// matches every request and answers 500.
     pub fn nth(n: u64) -> Self {
-        Fault { verb: None, resource: None, nth: n.max(1), times: 1, action: FaultAction::Status(500), seen: 0 }
+        Fault {
+            verb: None,
+            resource: None,
+            nth: n.max(1),
+            times: 1,
+            action: FaultAction::Status(500),
+            seen: 0,
+        }
     }
 
     /// Only requests with this verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`).
@@ -80,7 +87,11 @@ pub struct Faults {
 impl Faults {
     /// Adds a fault.
     pub fn add(&self, fault: Fault) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.push(fault);
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push(fault);
     }
 
     /// Shorthand: fail the `n`th request matching `verb` and `resource` with `code`.
@@ -106,7 +117,9 @@ impl Faults {
             out.push(FaultAction::Delay(g.1));
         }
         for f in g.0.iter_mut() {
-            if f.verb.as_deref().is_some_and(|v| v != verb) || f.resource.as_deref().is_some_and(|r| r != resource) {
+            if f.verb.as_deref().is_some_and(|v| v != verb)
+                || f.resource.as_deref().is_some_and(|r| r != resource)
+            {
                 continue;
             }
             f.seen += 1;
@@ -152,7 +165,10 @@ mod tests {
         f.fail_nth(2, "patch", "virtualservices", 409);
         assert!(f.on_request("patch", "virtualservices").is_empty());
         assert!(f.on_request("get", "virtualservices").is_empty());
-        assert_eq!(f.on_request("patch", "virtualservices"), vec![FaultAction::Status(409)]);
+        assert_eq!(
+            f.on_request("patch", "virtualservices"),
+            vec![FaultAction::Status(409)]
+        );
         assert!(f.on_request("patch", "virtualservices").is_empty());
     }
 }

@@ -39,14 +39,18 @@ pub enum Part {
 fn included(res: &ResourceInfo, part: Part, top: &str) -> bool {
     match part {
         Part::Status => top == "status",
-        Part::Main => !(top == "apiVersion" || top == "kind" || (top == "status" && res.status_subresource)),
+        Part::Main => {
+            !(top == "apiVersion" || top == "kind" || (top == "status" && res.status_subresource))
+        }
     }
 }
 
 /// The leaf fields set in `obj` (for ownership purposes).
 pub fn field_set(res: &ResourceInfo, obj: &Value, part: Part) -> FieldSet {
     let mut set = FieldSet::new();
-    let Some(map) = obj.as_object() else { return set };
+    let Some(map) = obj.as_object() else {
+        return set;
+    };
     for (k, v) in map {
         if !included(res, part, k) {
             continue;
@@ -56,11 +60,23 @@ pub fn field_set(res: &ResourceInfo, obj: &Value, part: Part) -> FieldSet {
                 if SKIPPED_METADATA.contains(&mk.as_str()) {
                     continue;
                 }
-                walk(res, mv, &mut vec!["metadata".into(), mk.clone()], &mut vec![format!("f:metadata"), format!("f:{mk}")], &mut set);
+                walk(
+                    res,
+                    mv,
+                    &mut vec!["metadata".into(), mk.clone()],
+                    &mut vec![format!("f:metadata"), format!("f:{mk}")],
+                    &mut set,
+                );
             }
             continue;
         }
-        walk(res, v, &mut vec![k.clone()], &mut vec![format!("f:{k}")], &mut set);
+        walk(
+            res,
+            v,
+            &mut vec![k.clone()],
+            &mut vec![format!("f:{k}")],
+            &mut set,
+        );
     }
     set
 }
@@ -82,7 +98,13 @@ fn key_token(item: &Value, keys: &[String]) -> Option<String> {
     Some(format!("k:{}", Value::Object(m)))
 }
 
-fn walk(res: &ResourceInfo, v: &Value, names: &mut Vec<String>, toks: &mut Vec<String>, set: &mut FieldSet) {
+fn walk(
+    res: &ResourceInfo,
+    v: &Value,
+    names: &mut Vec<String>,
+    toks: &mut Vec<String>,
+    set: &mut FieldSet,
+) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
@@ -134,7 +156,11 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     for path in set {
         let mut cur = &mut root;
         for tok in path {
-            cur = cur.as_object_mut().expect("object").entry(tok.clone()).or_insert_with(|| json!({}));
+            cur = cur
+                .as_object_mut()
+                .expect("object")
+                .entry(tok.clone())
+                .or_insert_with(|| json!({}));
         }
     }
     root
@@ -184,7 +210,10 @@ pub fn path_string(path: &FieldPath) -> String {
 fn item_matches(item: &Value, tok: &str) -> bool {
     if let Some(k) = tok.strip_prefix("k:") {
         let m: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
-        !m.is_empty() && m.iter().all(|(k, v)| item.get(k) == Some(v) || (k == "protocol" && item.get(k).is_none() && v == "TCP"))
+        !m.is_empty()
+            && m.iter().all(|(k, v)| {
+                item.get(k) == Some(v) || (k == "protocol" && item.get(k).is_none() && v == "TCP")
+            })
     } else if let Some(v) = tok.strip_prefix("v:") {
         serde_json::from_str::<Value>(v).ok().as_ref() == Some(item)
     } else {
@@ -211,13 +240,16 @@ pub fn get_path<'a>(obj: &'a Value, path: &FieldPath) -> Option<&'a Value> {
 /// Removes the value at a path (a `.` path removes the whole list item).
 pub fn remove_path(obj: &mut Value, path: &FieldPath) {
     let toks: Vec<&String> = path.iter().filter(|t| t.as_str() != ".").collect();
-    let Some((last, parent)) = toks.split_last() else { return };
+    let Some((last, parent)) = toks.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for tok in parent {
         let next = if let Some(f) = tok.strip_prefix("f:") {
             cur.get_mut(f)
         } else {
-            cur.as_array_mut().and_then(|a| a.iter_mut().find(|i| item_matches(i, tok)))
+            cur.as_array_mut()
+                .and_then(|a| a.iter_mut().find(|i| item_matches(i, tok)))
         };
         match next {
             Some(n) => cur = n,
@@ -270,7 +302,8 @@ fn merge_rec(res: &ResourceInfo, live: &mut Value, applied: &Value, names: &mut 
                 ListType::Map(keys) => {
                     let mut l = live.as_array().cloned().unwrap_or_default();
                     for item in items {
-                        let pos = key_token(item, &keys).and_then(|t| l.iter().position(|x| item_matches(x, &t)));
+                        let pos = key_token(item, &keys)
+                            .and_then(|t| l.iter().position(|x| item_matches(x, &t)));
                         match pos {
                             Some(i) => merge_rec(res, &mut l[i], item, names),
                             None => l.push(item.clone()),
@@ -362,24 +395,41 @@ pub fn set_entries(obj: &mut Value, list: &[Entry]) {
 
 /// Records a non-apply write (`create`, `update`, `patch`) by `manager`: it takes the fields it
 /// changed from the other managers; fields that disappeared are dropped from every entry.
-pub fn record_update(res: &ResourceInfo, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str, now: &str) {
-    let part = if subresource == "status" { Part::Status } else { Part::Main };
+pub fn record_update(
+    res: &ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: &str,
+    now: &str,
+) {
+    let part = if subresource == "status" {
+        Part::Status
+    } else {
+        Part::Main
+    };
     let new_set = field_set(res, new, part);
     let changed: FieldSet = match old {
         None => new_set.clone(),
-        Some(o) => new_set.iter().filter(|p| get_path(o, p) != get_path(new, p)).cloned().collect(),
+        Some(o) => new_set
+            .iter()
+            .filter(|p| get_path(o, p) != get_path(new, p))
+            .cloned()
+            .collect(),
     };
     let mut list = entries(new);
-    let in_new = |p: &FieldPath| part_matches(res, part, p).then(|| get_path(new, p).is_some()).unwrap_or(true);
+    let in_new = |p: &FieldPath| !part_matches(res, part, p) || get_path(new, p).is_some();
     for e in &mut list {
         e.fields.retain(|p| !changed.contains(p) && in_new(p));
     }
     if !changed.is_empty() {
         let api_version = res.api_version();
-        match list
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource && e.api_version == api_version)
-        {
+        match list.iter_mut().find(|e| {
+            e.manager == manager
+                && e.operation == "Update"
+                && e.subresource == subresource
+                && e.api_version == api_version
+        }) {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = now.into();
@@ -421,8 +471,13 @@ pub fn apply(
     let new_set = field_set(res, &applied, Part::Main);
     let mut merged = live.cloned().unwrap_or_else(|| json!({}));
     let mut list = entries(&merged);
-    let mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource.is_empty();
-    let previous: FieldSet = list.iter().filter(|e| mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
+    let mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource.is_empty();
+    let previous: FieldSet = list
+        .iter()
+        .filter(|e| mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
 
     let mut conflicts: BTreeMap<(String, String), Vec<FieldPath>> = BTreeMap::new();
     let mut count = 0;
@@ -432,7 +487,10 @@ pub fn apply(
                 continue;
             }
             if live.and_then(|l| get_path(l, p)) != get_path(&applied, p) {
-                conflicts.entry((e.describe(), e.manager.clone())).or_default().push(p.clone());
+                conflicts
+                    .entry((e.describe(), e.manager.clone()))
+                    .or_default()
+                    .push(p.clone());
                 count += 1;
             }
         }
@@ -442,19 +500,30 @@ pub fn apply(
     }
     if force {
         for e in list.iter_mut().filter(|e| !mine(e)) {
-            e.fields.retain(|p| !new_set.contains(p) || p.last().map(String::as_str) == Some("."));
+            e.fields
+                .retain(|p| !new_set.contains(p) || p.last().map(String::as_str) == Some("."));
         }
     }
     merge_applied(res, &mut merged, &applied);
     // Fields this manager applied before but no longer applies, and nobody else owns, go away.
-    let others: FieldSet = list.iter().filter(|e| !mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
-    let mut dropped: Vec<&FieldPath> = previous.difference(&new_set).filter(|p| !others.contains(*p)).collect();
+    let others: FieldSet = list
+        .iter()
+        .filter(|e| !mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let mut dropped: Vec<&FieldPath> = previous
+        .difference(&new_set)
+        .filter(|p| !others.contains(*p))
+        .collect();
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in dropped {
         let item_prefix = p.last().map(String::as_str) == Some(".");
         if item_prefix {
             let prefix = &p[..p.len() - 1];
-            let owned_inside = others.iter().chain(new_set.iter()).any(|o| o.len() > prefix.len() && o.starts_with(prefix));
+            let owned_inside = others
+                .iter()
+                .chain(new_set.iter())
+                .any(|o| o.len() > prefix.len() && o.starts_with(prefix));
             if owned_inside {
                 continue;
             }
@@ -477,10 +546,16 @@ pub fn apply(
     Ok(merged)
 }
 
-fn conflict_error(conflicts: &BTreeMap<(String, String), Vec<FieldPath>>, count: usize) -> ApiError {
+fn conflict_error(
+    conflicts: &BTreeMap<(String, String), Vec<FieldPath>>,
+    count: usize,
+) -> ApiError {
     let message = if count == 1 {
         let ((who, _), paths) = conflicts.iter().next().expect("one conflict");
-        format!("Apply failed with 1 conflict: conflict with {who}: {}", path_string(&paths[0]))
+        format!(
+            "Apply failed with 1 conflict: conflict with {who}: {}",
+            path_string(&paths[0])
+        )
     } else {
         let mut lines = vec![];
         for ((who, _), paths) in conflicts {
@@ -497,7 +572,12 @@ fn conflict_error(conflicts: &BTreeMap<(String, String), Vec<FieldPath>>, count:
             paths.iter().map(move |p| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who}"), "field": path_string(p)}))
         })
         .collect();
-    ApiError { code: 409, reason: "Conflict", message, details: Some(json!({ "causes": causes })) }
+    ApiError {
+        code: 409,
+        reason: "Conflict",
+        message,
+        details: Some(json!({ "causes": causes })),
+    }
 }
 
 #[cfg(test)]
@@ -506,7 +586,10 @@ mod tests {
     use crate::resources::builtins;
 
     fn deploy() -> ResourceInfo {
-        builtins().into_iter().find(|r| r.kind == "Deployment").unwrap()
+        builtins()
+            .into_iter()
+            .find(|r| r.kind == "Deployment")
+            .unwrap()
     }
 
     fn obj(replicas: i64, image: &str) -> Value {
@@ -518,12 +601,27 @@ mod tests {
     fn fields_v1_round_trip_and_paths() {
         let set = field_set(&deploy(), &obj(1, "nginx"), Part::Main);
         let v1 = to_fields_v1(&set);
-        assert_eq!(v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:image"], json!({}));
+        assert_eq!(
+            v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:image"],
+            json!({})
+        );
         assert_eq!(v1["f:metadata"]["f:labels"]["f:app"], json!({}));
         assert!(v1["f:metadata"].get("f:name").is_none());
         assert_eq!(from_fields_v1(&v1), set);
-        let p: FieldPath = ["f:spec", "f:template", "f:spec", "f:containers", "k:{\"name\":\"web\"}", "f:image"].map(String::from).to_vec();
-        assert_eq!(path_string(&p), ".spec.template.spec.containers[name=\"web\"].image");
+        let p: FieldPath = [
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            "k:{\"name\":\"web\"}",
+            "f:image",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            path_string(&p),
+            ".spec.template.spec.containers[name=\"web\"].image"
+        );
         assert_eq!(get_path(&obj(1, "nginx"), &p), Some(&json!("nginx")));
     }
 
@@ -535,12 +633,23 @@ mod tests {
         let b = apply(&r, Some(&a), &obj(1, "nginx"), "bob", false, "t").unwrap();
         let e = apply(&r, Some(&b), &obj(3, "nginx:2"), "bob", false, "t").unwrap_err();
         assert_eq!(e.code, 409);
-        assert!(e.message.starts_with("Apply failed with 2 conflicts: conflicts with \"alice\":"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("Apply failed with 2 conflicts: conflicts with \"alice\":"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("\n- .spec.replicas"), "{}", e.message);
         let c = apply(&r, Some(&b), &obj(3, "nginx:2"), "bob", true, "t").unwrap();
         assert_eq!(c["spec"]["replicas"], 3);
-        let alice = entries(&c).into_iter().find(|e| e.manager == "alice").unwrap();
-        assert!(!alice.fields.iter().any(|p| path_string(p) == ".spec.replicas"));
+        let alice = entries(&c)
+            .into_iter()
+            .find(|e| e.manager == "alice")
+            .unwrap();
+        assert!(!alice
+            .fields
+            .iter()
+            .any(|p| path_string(p) == ".spec.replicas"));
     }
 
     #[test]
@@ -562,6 +671,11 @@ mod tests {
         b["spec"]["replicas"] = json!(5);
         record_update(&r, Some(&a), &mut b, "kubectl-scale", "", "t");
         let e = apply(&r, Some(&b), &obj(1, "nginx"), "alice", false, "t").unwrap_err();
-        assert!(e.message.contains("conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"),
+            "{}",
+            e.message
+        );
     }
 }

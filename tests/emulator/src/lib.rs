@@ -34,7 +34,7 @@ pub mod time;
 pub mod tls;
 pub mod validation;
 
-pub use audit::{AuditLog, AuditRecord, Snapshot};
+pub use audit::{AuditLog, AuditRecord, Snapshot, Violation};
 pub use cluster::{Cluster, ObjectRef};
 pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;

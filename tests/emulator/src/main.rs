@@ -9,7 +9,10 @@ use std::path::PathBuf;
 const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN]";
 
 fn parse(args: &[String]) -> Result<Options> {
-    let mut opts = Options { record_states: false, ..Options::default() };
+    let mut opts = Options {
+        record_states: false,
+        ..Options::default()
+    };
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("serve") => {}
@@ -24,7 +27,12 @@ fn parse(args: &[String]) -> Result<Options> {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (flag.clone(), None),
         };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--kubeconfig" => opts.kubeconfig = Some(PathBuf::from(value()?)),
             "--port" => opts.port = value()?.parse().context("--port must be a number")?,
@@ -60,8 +68,13 @@ async fn main() {
 async fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let emu = Emulator::start(opts).await?;
-    eprintln!("kube-emulator: serving {} (kubeconfig {})", emu.url(), emu.kubeconfig_path().display());
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    eprintln!(
+        "kube-emulator: serving {} (kubeconfig {})",
+        emu.url(),
+        emu.kubeconfig_path().display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

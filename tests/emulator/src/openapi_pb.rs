@@ -50,7 +50,10 @@ fn query_param(name: &str, ty: &str) -> Vec<u8> {
 
 fn gvk_extension(r: &ResourceInfo) -> Vec<u8> {
     // NamedAny { name = 1; value = 2: Any { yaml = 2 } }
-    let yaml = format!("group: {:?}\nkind: {}\nversion: {}\n", r.group, r.kind, r.version);
+    let yaml = format!(
+        "group: {:?}\nkind: {}\nversion: {}\n",
+        r.group, r.kind, r.version
+    );
     let mut any = vec![];
     bytes_field(&mut any, 2, yaml.as_bytes());
     let mut named = vec![];
@@ -63,7 +66,11 @@ fn gvk_extension(r: &ResourceInfo) -> Vec<u8> {
 pub fn document(resources: &[ResourceInfo], version: &str) -> Vec<u8> {
     let mut paths = vec![];
     for r in resources {
-        let gv = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+        let gv = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
         let path = if r.namespaced {
             format!("{gv}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {
@@ -71,8 +78,17 @@ pub fn document(resources: &[ResourceInfo], version: &str) -> Vec<u8> {
         };
         // Operation { operation_id = 5; parameters = 8; vendor_extension = 13 }
         let mut op = vec![];
-        bytes_field(&mut op, 5, format!("patch{}{}", r.version, r.kind).as_bytes());
-        for (name, ty) in [("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string"), ("force", "boolean")] {
+        bytes_field(
+            &mut op,
+            5,
+            format!("patch{}{}", r.version, r.kind).as_bytes(),
+        );
+        for (name, ty) in [
+            ("dryRun", "string"),
+            ("fieldManager", "string"),
+            ("fieldValidation", "string"),
+            ("force", "boolean"),
+        ] {
             bytes_field(&mut op, 8, &query_param(name, ty));
         }
         bytes_field(&mut op, 13, &gvk_extension(r));

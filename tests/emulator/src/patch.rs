@@ -41,7 +41,12 @@ fn jp_err(msg: String) -> ApiError {
     ApiError::new(422, "Invalid", msg)
 }
 
-fn json_add(doc: &mut Value, parts: &[String], value: Value, replace: bool) -> Result<(), ApiError> {
+fn json_add(
+    doc: &mut Value,
+    parts: &[String],
+    value: Value,
+    replace: bool,
+) -> Result<(), ApiError> {
     let Some((last, parent)) = parts.split_last() else {
         *doc = value;
         return Ok(());
@@ -53,12 +58,20 @@ fn json_add(doc: &mut Value, parts: &[String], value: Value, replace: bool) -> R
             Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
             _ => None,
         }
-        .ok_or_else(|| jp_err(format!("doc is missing path: \"/{}\": missing value", parts.join("/"))))?;
+        .ok_or_else(|| {
+            jp_err(format!(
+                "doc is missing path: \"/{}\": missing value",
+                parts.join("/")
+            ))
+        })?;
     }
     match cur {
         Value::Object(m) => {
             if replace && !m.contains_key(last) {
-                return Err(jp_err(format!("replace operation does not apply: doc is missing key: /{}: missing value", parts.join("/"))));
+                return Err(jp_err(format!(
+                    "replace operation does not apply: doc is missing key: /{}: missing value",
+                    parts.join("/")
+                )));
             }
             m.insert(last.clone(), value);
         }
@@ -66,9 +79,12 @@ fn json_add(doc: &mut Value, parts: &[String], value: Value, replace: bool) -> R
             if last == "-" && !replace {
                 a.push(value);
             } else {
-                let i: usize = last.parse().map_err(|_| jp_err(format!("invalid array index {last:?}")))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| jp_err(format!("invalid array index {last:?}")))?;
                 if replace {
-                    *a.get_mut(i).ok_or_else(|| jp_err(format!("index {i} out of bounds")))? = value;
+                    *a.get_mut(i)
+                        .ok_or_else(|| jp_err(format!("index {i} out of bounds")))? = value;
                 } else if i <= a.len() {
                     a.insert(i, value);
                 } else {
@@ -76,14 +92,26 @@ fn json_add(doc: &mut Value, parts: &[String], value: Value, replace: bool) -> R
                 }
             }
         }
-        _ => return Err(jp_err(format!("doc is missing path: \"/{}\"", parts.join("/")))),
+        _ => {
+            return Err(jp_err(format!(
+                "doc is missing path: \"/{}\"",
+                parts.join("/")
+            )))
+        }
     }
     Ok(())
 }
 
 fn json_remove(doc: &mut Value, parts: &[String]) -> Result<Value, ApiError> {
-    let (last, parent) = parts.split_last().ok_or_else(|| jp_err("cannot remove the root".into()))?;
-    let missing = || jp_err(format!("remove operation does not apply: doc is missing path: \"/{}\": missing value", parts.join("/")));
+    let (last, parent) = parts
+        .split_last()
+        .ok_or_else(|| jp_err("cannot remove the root".into()))?;
+    let missing = || {
+        jp_err(format!(
+            "remove operation does not apply: doc is missing path: \"/{}\": missing value",
+            parts.join("/")
+        ))
+    };
     let mut cur = doc;
     for p in parent {
         cur = match cur {
@@ -108,7 +136,8 @@ fn json_remove(doc: &mut Value, parts: &[String]) -> Result<Value, ApiError> {
 }
 
 fn json_get<'a>(doc: &'a Value, ptr: &str) -> Result<&'a Value, ApiError> {
-    doc.pointer(ptr).ok_or_else(|| jp_err(format!("doc is missing path: {ptr:?}")))
+    doc.pointer(ptr)
+        .ok_or_else(|| jp_err(format!("doc is missing path: {ptr:?}")))
 }
 
 /// Applies an RFC 6902 JSON patch (a list of operations).
@@ -117,11 +146,23 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
         .as_array()
         .ok_or_else(|| ApiError::bad_request("json patch must be a list of operations"))?;
     for op in ops {
-        let path = op["path"].as_str().ok_or_else(|| ApiError::bad_request("json patch operation without \"path\""))?;
+        let path = op["path"]
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("json patch operation without \"path\""))?;
         let parts = pointer_parts(path)?;
         match op["op"].as_str().unwrap_or("") {
-            "add" => json_add(doc, &parts, op.get("value").cloned().unwrap_or(Value::Null), false)?,
-            "replace" => json_add(doc, &parts, op.get("value").cloned().unwrap_or(Value::Null), true)?,
+            "add" => json_add(
+                doc,
+                &parts,
+                op.get("value").cloned().unwrap_or(Value::Null),
+                false,
+            )?,
+            "replace" => json_add(
+                doc,
+                &parts,
+                op.get("value").cloned().unwrap_or(Value::Null),
+                true,
+            )?,
             "remove" => {
                 json_remove(doc, &parts)?;
             }
@@ -131,7 +172,9 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
                 }
             }
             "move" | "copy" => {
-                let from = op["from"].as_str().ok_or_else(|| ApiError::bad_request("move/copy without \"from\""))?;
+                let from = op["from"]
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_request("move/copy without \"from\""))?;
                 let v = if op["op"] == "move" {
                     json_remove(doc, &pointer_parts(from)?)?
                 } else {
@@ -161,12 +204,21 @@ fn strip_directives(v: &Value) -> Value {
 }
 
 /// Applies a strategic merge patch to a built-in object (merge keys from [`patch_merge_key`]).
-pub fn strategic_merge_patch(res: &ResourceInfo, target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+pub fn strategic_merge_patch(
+    res: &ResourceInfo,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), ApiError> {
     let mut path = vec![];
     smp_map(res, target, patch, &mut path)
 }
 
-fn smp_map(res: &ResourceInfo, target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), ApiError> {
+fn smp_map(
+    res: &ResourceInfo,
+    target: &mut Value,
+    patch: &Value,
+    path: &mut Vec<String>,
+) -> Result<(), ApiError> {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return Ok(());
@@ -180,7 +232,11 @@ fn smp_map(res: &ResourceInfo, target: &mut Value, patch: &Value, path: &mut Vec
             *target = Value::Null;
             return Ok(());
         }
-        Some(other) => return Err(ApiError::bad_request(format!("unknown patch type: {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type: {other:?}"
+            )))
+        }
         None => {}
     }
     if !target.is_object() {
@@ -233,7 +289,10 @@ fn smp_map(res: &ResourceInfo, target: &mut Value, patch: &Value, path: &mut Vec
     }
     if let Some(Value::Array(keep)) = p.get("$retainKeys") {
         let keep: Vec<&str> = keep.iter().filter_map(|k| k.as_str()).collect();
-        target.as_object_mut().expect("object").retain(|k, _| keep.contains(&k.as_str()));
+        target
+            .as_object_mut()
+            .expect("object")
+            .retain(|k, _| keep.contains(&k.as_str()));
     }
     Ok(())
 }
@@ -245,7 +304,10 @@ fn smp_list(
     key: &str,
     path: &mut Vec<String>,
 ) -> Result<(), ApiError> {
-    if items.iter().any(|i| i.get("$patch").and_then(|v| v.as_str()) == Some("replace")) {
+    if items
+        .iter()
+        .any(|i| i.get("$patch").and_then(|v| v.as_str()) == Some("replace"))
+    {
         *slot = Value::Array(
             items
                 .iter()
@@ -258,7 +320,9 @@ fn smp_list(
     let mut list = slot.as_array().cloned().unwrap_or_default();
     for item in items {
         let Some(k) = item.get(key) else {
-            return Err(ApiError::bad_request(format!("map: {item} does not contain declared merge key: {key}")));
+            return Err(ApiError::bad_request(format!(
+                "map: {item} does not contain declared merge key: {key}"
+            )));
         };
         let pos = list.iter().position(|x| x.get(key) == Some(k));
         if item.get("$patch").and_then(|v| v.as_str()) == Some("delete") {
@@ -310,7 +374,10 @@ mod tests {
 
     #[test]
     fn strategic_merge_by_container_name() {
-        let deploy = builtins().into_iter().find(|r| r.kind == "Deployment").unwrap();
+        let deploy = builtins()
+            .into_iter()
+            .find(|r| r.kind == "Deployment")
+            .unwrap();
         let mut t = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}]},
             {"name": "b", "image": "b:1"}]}}}});

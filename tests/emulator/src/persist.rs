@@ -16,7 +16,10 @@ pub fn save(cluster: &Cluster, dir: &Path) -> std::io::Result<()> {
         .collect();
     let doc = json!({"resourceVersion": cluster.resource_version(), "items": items});
     let tmp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(&doc).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&doc).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(tmp, dir.join(FILE))
 }
 
@@ -26,7 +29,8 @@ pub fn load(cluster: &mut Cluster, dir: &Path) -> std::io::Result<bool> {
     if !path.exists() {
         return Ok(false);
     }
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path)?).map_err(std::io::Error::other)?;
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&path)?).map_err(std::io::Error::other)?;
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     let items = doc["items"]
         .as_array()
@@ -34,7 +38,12 @@ pub fn load(cluster: &mut Cluster, dir: &Path) -> std::io::Result<bool> {
         .flatten()
         .map(|i| {
             (
-                ObjectRef { group: s(&i["group"]), plural: s(&i["resource"]), namespace: s(&i["namespace"]), name: s(&i["name"]) },
+                ObjectRef {
+                    group: s(&i["group"]),
+                    plural: s(&i["resource"]),
+                    namespace: s(&i["namespace"]),
+                    name: s(&i["name"]),
+                },
                 i["object"].clone(),
             )
         })

@@ -53,10 +53,26 @@ impl ResourceInfo {
 
     /// The verbs discovery advertises.
     pub fn verbs(&self) -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 
-    fn builtin(group: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str], status: bool) -> Self {
+    fn builtin(
+        group: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+        short: &[&str],
+        status: bool,
+    ) -> Self {
         ResourceInfo {
             group: group.into(),
             version: "v1".into(),
@@ -65,7 +81,11 @@ impl ResourceInfo {
             singular: kind.to_lowercase(),
             namespaced,
             short_names: short.iter().map(|s| s.to_string()).collect(),
-            categories: if ["Pod", "Service", "Deployment"].contains(&kind) { vec!["all".into()] } else { vec![] },
+            categories: if ["Pod", "Service", "Deployment"].contains(&kind) {
+                vec!["all".into()]
+            } else {
+                vec![]
+            },
             status_subresource: status,
             storage: true,
             schema: None,
@@ -83,7 +103,14 @@ pub fn builtins() -> Vec<ResourceInfo> {
         ResourceInfo::builtin("", "Secret", "secrets", true, &[], false),
         ResourceInfo::builtin("", "Service", "services", true, &["svc"], true),
         ResourceInfo::builtin("apps", "Deployment", "deployments", true, &["deploy"], true),
-        ResourceInfo::builtin("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], true),
+        ResourceInfo::builtin(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            true,
+        ),
     ]
 }
 
@@ -98,27 +125,41 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
         return vec![];
     };
     let strings = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let mut out = vec![];
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
         }
-        let Some(version) = v["name"].as_str() else { continue };
+        let Some(version) = v["name"].as_str() else {
+            continue;
+        };
         out.push(ResourceInfo {
             group: group.into(),
             version: version.into(),
             kind: kind.into(),
             plural: plural.into(),
-            singular: spec["names"]["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
+            singular: spec["names"]["singular"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| kind.to_lowercase()),
             namespaced: spec["scope"].as_str() != Some("Cluster"),
             short_names: strings(&spec["names"]["shortNames"]),
             categories: strings(&spec["names"]["categories"]),
             status_subresource: v["subresources"]["status"].is_object(),
             storage: v["storage"].as_bool().unwrap_or(false),
             schema: Some(v["schema"]["openAPIV3Schema"].clone()),
-            printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+            printer_columns: v["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out
@@ -160,7 +201,11 @@ pub fn list_type(res: &ResourceInfo, path: &[&str]) -> ListType {
             Some("map") => ListType::Map(
                 node["x-kubernetes-list-map-keys"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
             Some("set") => ListType::Set,
@@ -168,13 +213,24 @@ pub fn list_type(res: &ResourceInfo, path: &[&str]) -> ListType {
         };
     }
     let keys = |k: &[&str]| ListType::Map(k.iter().map(|s| s.to_string()).collect());
-    let parent = if path.len() >= 2 { path[path.len() - 2] } else { "" };
+    let parent = if path.len() >= 2 {
+        path[path.len() - 2]
+    } else {
+        ""
+    };
     match path.last().copied().unwrap_or("") {
-        "containers" | "initContainers" | "ephemeralContainers" | "imagePullSecrets" | "volumes" | "env" => keys(&["name"]),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "imagePullSecrets"
+        | "volumes"
+        | "env" => keys(&["name"]),
         "volumeMounts" => keys(&["mountPath"]),
         "conditions" => keys(&["type"]),
         "hostAliases" => keys(&["ip"]),
-        "ports" if parent == "containers" || parent == "initContainers" => keys(&["containerPort", "protocol"]),
+        "ports" if parent == "containers" || parent == "initContainers" => {
+            keys(&["containerPort", "protocol"])
+        }
         "ports" if res.kind == "Service" => keys(&["port", "protocol"]),
         _ => ListType::Atomic,
     }
@@ -185,9 +241,18 @@ pub fn patch_merge_key(res: &ResourceInfo, path: &[&str]) -> Option<&'static str
     if res.is_custom() {
         return None;
     }
-    let parent = if path.len() >= 2 { path[path.len() - 2] } else { "" };
+    let parent = if path.len() >= 2 {
+        path[path.len() - 2]
+    } else {
+        ""
+    };
     Some(match path.last().copied().unwrap_or("") {
-        "containers" | "initContainers" | "ephemeralContainers" | "imagePullSecrets" | "volumes" | "env" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "imagePullSecrets"
+        | "volumes"
+        | "env" => "name",
         "volumeMounts" => "mountPath",
         "conditions" => "type",
         "hostAliases" => "ip",
@@ -224,13 +289,28 @@ mod tests {
 
     #[test]
     fn builtin_list_types() {
-        let deploy = builtins().into_iter().find(|r| r.kind == "Deployment").unwrap();
-        assert_eq!(list_type(&deploy, &["spec", "template", "spec", "containers"]), ListType::Map(vec!["name".into()]));
+        let deploy = builtins()
+            .into_iter()
+            .find(|r| r.kind == "Deployment")
+            .unwrap();
         assert_eq!(
-            list_type(&deploy, &["spec", "template", "spec", "containers", "ports"]),
+            list_type(&deploy, &["spec", "template", "spec", "containers"]),
+            ListType::Map(vec!["name".into()])
+        );
+        assert_eq!(
+            list_type(
+                &deploy,
+                &["spec", "template", "spec", "containers", "ports"]
+            ),
             ListType::Map(vec!["containerPort".into(), "protocol".into()])
         );
-        assert_eq!(list_type(&deploy, &["spec", "template", "spec", "tolerations"]), ListType::Atomic);
-        assert_eq!(patch_merge_key(&deploy, &["spec", "template", "spec", "containers", "env"]), Some("name"));
+        assert_eq!(
+            list_type(&deploy, &["spec", "template", "spec", "tolerations"]),
+            ListType::Atomic
+        );
+        assert_eq!(
+            patch_merge_key(&deploy, &["spec", "template", "spec", "containers", "env"]),
+            Some("name")
+        );
     }
 }

@@ -32,7 +32,10 @@ fn split_top(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set_values(rest: &str, raw: &str) -> Result<Vec<String>, ApiError> {
@@ -40,8 +43,16 @@ fn set_values(rest: &str, raw: &str) -> Result<Vec<String>, ApiError> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{rest}', expected: '(' in {raw:?}")))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: found '{rest}', expected: '(' in {raw:?}"
+            ))
+        })?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -61,10 +72,15 @@ impl LabelSelector {
                 Req::NotIn(k.trim().into(), set_values(rest, s)?)
             } else if let Some((k, rest)) = part.split_once(" in ") {
                 Req::In(k.trim().into(), set_values(rest, s)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Req::Exists(part.clone())
             } else {
-                return Err(ApiError::bad_request(format!("unable to parse requirement: {part:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "unable to parse requirement: {part:?}"
+                )));
             };
             reqs.push(req);
         }
@@ -103,12 +119,16 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let ok = matches!(k, "metadata.name" | "metadata.namespace")
                 || (kind == "Pod" && matches!(k, "status.phase" | "spec.nodeName"));
             if !ok {
-                return Err(ApiError::bad_request(format!("field label not supported: {k}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {k}"
+                )));
             }
             out.push((k.to_string(), eq, v.to_string()));
         }
@@ -118,7 +138,11 @@ impl FieldSelector {
     /// Whether an object matches.
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
-            let actual = k.split('.').fold(obj, |o, seg| &o[seg]).as_str().unwrap_or("");
+            let actual = k
+                .split('.')
+                .fold(obj, |o, seg| &o[seg])
+                .as_str()
+                .unwrap_or("");
             (actual == v) == *eq
         })
     }
@@ -149,7 +173,11 @@ mod tests {
             ("app=web,version in (v2)", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("app in v1").is_err());
     }
@@ -157,8 +185,17 @@ mod tests {
     #[test]
     fn field_selector() {
         let o = obj(json!({}));
-        assert!(FieldSelector::parse("metadata.name=a", "Pod").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns", "Pod").unwrap().matches(&o));
-        assert_eq!(FieldSelector::parse("spec.foo=a", "ConfigMap").unwrap_err().code, 400);
+        assert!(FieldSelector::parse("metadata.name=a", "Pod")
+            .unwrap()
+            .matches(&o));
+        assert!(!FieldSelector::parse("metadata.namespace!=ns", "Pod")
+            .unwrap()
+            .matches(&o));
+        assert_eq!(
+            FieldSelector::parse("spec.foo=a", "ConfigMap")
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 }

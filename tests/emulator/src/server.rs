@@ -52,7 +52,10 @@ struct ChannelBody(mpsc::Receiver<Bytes>);
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -61,14 +64,18 @@ fn json_response(code: u16, v: &Value) -> Response<ResBody> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn error_response(e: &ApiError) -> Response<ResBody> {
     let mut r = json_response(e.code, &e.status());
     if e.code == 429 {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
 }
@@ -80,15 +87,16 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                None => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -118,24 +126,43 @@ enum Route {
     OpenApiV2,
     OpenApiV3,
     OpenApiV3Group(String, String),
-    Resource { res: ResourceInfo, ns: Option<String>, name: Option<String>, sub: String },
+    Resource {
+        res: Box<ResourceInfo>,
+        ns: Option<String>,
+        name: Option<String>,
+        sub: String,
+    },
     NotFound,
 }
 
 fn route(cluster: &Cluster, path: &str) -> Route {
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let resource = |group: &str, version: &str, rest: &[&str]| -> Route {
-        let (ns, rest) = if rest.len() >= 3 && rest[0] == "namespaces" && cluster.resource(group, version, rest[2]).is_some() {
+        let (ns, rest) = if rest.len() >= 3
+            && rest[0] == "namespaces"
+            && cluster.resource(group, version, rest[2]).is_some()
+        {
             (Some(rest[1].to_string()), &rest[2..])
         } else {
             (None, rest)
         };
-        let Some(res) = cluster.resource(group, version, rest[0]) else { return Route::NotFound };
+        let Some(res) = cluster.resource(group, version, rest[0]) else {
+            return Route::NotFound;
+        };
         if rest.len() > 3 || (ns.is_some() && !res.namespaced) {
             return Route::NotFound;
         }
-        Route::Resource { res, ns, name: rest.get(1).map(|n| n.to_string()), sub: rest.get(2).map(|n| n.to_string()).unwrap_or_default() }
+        Route::Resource {
+            res: Box::new(res),
+            ns,
+            name: rest.get(1).map(|n| n.to_string()),
+            sub: rest.get(2).map(|n| n.to_string()).unwrap_or_default(),
+        }
     };
     match s.as_slice() {
         ["version"] => Route::Version,
@@ -179,12 +206,24 @@ struct Info {
 }
 
 /// Serves one request. `Err` drops the connection (injected fault).
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ResBody>, std::io::Error> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ResBody>, std::io::Error> {
     let method = req.method().clone();
-    let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
-    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let authorized = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -203,16 +242,32 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
                 ns: ns.clone().unwrap_or_default(),
                 name: name.clone().unwrap_or_default(),
             },
-            _ => Info { verb: if method == Method::GET { "get" } else { "unknown" }, resource: String::new(), sub: String::new(), ns: String::new(), name: String::new() },
+            _ => Info {
+                verb: if method == Method::GET {
+                    "get"
+                } else {
+                    "unknown"
+                },
+                resource: String::new(),
+                sub: String::new(),
+                ns: String::new(),
+                name: String::new(),
+            },
         };
         (r, info)
     };
     let record = |status: u16| {
         let state = if shared.record_states {
             let c = shared.lock();
-            Snapshot { objects: c.snapshot(), resource_version: c.resource_version() }
+            Snapshot {
+                objects: c.snapshot(),
+                resource_version: c.resource_version(),
+            }
         } else {
-            Snapshot { objects: Default::default(), resource_version: 0 }
+            Snapshot {
+                objects: Default::default(),
+                resource_version: 0,
+            }
         };
         shared.audit.push(AuditRecord {
             seq: 0,
@@ -247,8 +302,18 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
             }
         }
     }
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -258,17 +323,37 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     };
     let rv_before = shared.lock().resource_version();
     let response = match route {
-        Route::Resource { res, ns, name, sub } if info.verb == "watch" => {
-            watch_response(&shared, &res, ns.as_deref(), name.as_deref(), &query, sub.is_empty())
-        }
+        Route::Resource { res, ns, name, sub } if info.verb == "watch" => watch_response(
+            &shared,
+            &res,
+            ns.as_deref(),
+            name.as_deref(),
+            &query,
+            sub.is_empty(),
+        ),
         Route::Resource { res, ns, name, sub } => {
-            let req = ResourceRequest { res, ns, name, sub, query: &query, content_type: &content_type, body: &body, user_agent: &user_agent };
+            let req = ResourceRequest {
+                res: *res,
+                ns,
+                name,
+                sub,
+                query: &query,
+                content_type: &content_type,
+                body: &body,
+                user_agent: &user_agent,
+            };
             resource_request(&shared, &method, info.verb, req)
         }
         Route::OpenApiV2 if method == Method::GET && accept.contains("protobuf") => {
-            let doc = crate::openapi_pb::document(shared.lock().resources(), &format!("v1.{}.0", shared.minor));
+            let doc = crate::openapi_pb::document(
+                shared.lock().resources(),
+                &format!("v1.{}.0", shared.minor),
+            );
             let mut r = Response::new(Full::new(Bytes::from(doc)).boxed());
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::openapi_pb::MEDIA_TYPE));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::openapi_pb::MEDIA_TYPE),
+            );
             Ok(r)
         }
         other => non_resource(&shared, &method, other),
@@ -286,7 +371,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     Ok(response)
 }
 
-fn non_resource(shared: &Shared, method: &Method, route: Route) -> Result<Response<ResBody>, ApiError> {
+fn non_resource(
+    shared: &Shared,
+    method: &Method,
+    route: Route,
+) -> Result<Response<ResBody>, ApiError> {
     if method != Method::GET {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
@@ -296,16 +385,23 @@ fn non_resource(shared: &Shared, method: &Method, route: Route) -> Result<Respon
         Route::Version => discovery::version(shared.minor),
         Route::Health => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"ok")).boxed());
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             return Ok(r);
         }
         Route::Api => discovery::core_versions(&shared.addr),
         Route::Apis => discovery::group_list(res),
         Route::Group(g) => discovery::group(res, &g).ok_or_else(ApiError::page_not_found)?,
-        Route::Discovery(g, v) => discovery::resource_list(res, &g, &v).ok_or_else(ApiError::page_not_found)?,
+        Route::Discovery(g, v) => {
+            discovery::resource_list(res, &g, &v).ok_or_else(ApiError::page_not_found)?
+        }
         Route::OpenApiV2 => discovery::openapi_v2(res),
         Route::OpenApiV3 => discovery::openapi_v3_index(res, c.resource_version()),
-        Route::OpenApiV3Group(g, v) => discovery::openapi_v3_group(res, &g, &v).ok_or_else(ApiError::page_not_found)?,
+        Route::OpenApiV3Group(g, v) => {
+            discovery::openapi_v3_group(res, &g, &v).ok_or_else(ApiError::page_not_found)?
+        }
         Route::NotFound | Route::Resource { .. } => return Err(ApiError::page_not_found()),
     };
     Ok(json_response(200, &doc))
@@ -323,13 +419,19 @@ struct ResourceRequest<'a> {
 }
 
 fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     match media_type(ct).as_str() {
-        "application/json" | "" => serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json parse error: {e}"))),
-        "application/yaml" => serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}"))),
+        "application/json" | "" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("json parse error: {e}"))),
+        "application/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}"))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -343,7 +445,12 @@ fn warning_headers(r: &mut Response<ResBody>, warnings: &[String]) {
     }
 }
 
-fn resource_request(shared: &Shared, method: &Method, verb: &str, r: ResourceRequest<'_>) -> Result<Response<ResBody>, ApiError> {
+fn resource_request(
+    shared: &Shared,
+    method: &Method,
+    verb: &str,
+    r: ResourceRequest<'_>,
+) -> Result<Response<ResBody>, ApiError> {
     let res = &r.res;
     let ns = r.ns.clone().unwrap_or_default();
     if res.namespaced && r.ns.is_none() && !matches!(verb, "list" | "watch") {
@@ -356,9 +463,20 @@ fn resource_request(shared: &Shared, method: &Method, verb: &str, r: ResourceReq
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other:?}: supported values: \"All\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other:?}: supported values: \"All\""
+            )))
+        }
     };
-    let ua_manager = r.user_agent.split('/').next().unwrap_or("").chars().take(128).collect::<String>();
+    let ua_manager = r
+        .user_agent
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(128)
+        .collect::<String>();
     let mut opts = WriteOptions {
         dry_run,
         manager: q.get("fieldManager").cloned().unwrap_or(ua_manager),
@@ -378,7 +496,10 @@ fn resource_request(shared: &Shared, method: &Method, verb: &str, r: ResourceReq
         }
         if let Some(k) = obj.get("kind").and_then(|v| v.as_str()) {
             if k != res.kind {
-                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", res.kind)));
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.kind
+                )));
             }
         }
         Ok(())
@@ -386,8 +507,12 @@ fn resource_request(shared: &Shared, method: &Method, verb: &str, r: ResourceReq
     let (code, value, warnings) = match verb {
         "get" => (200, c.get(res, &ns, &name)?, vec![]),
         "list" => {
-            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), &res.kind)?;
+            let labels =
+                LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+                &res.kind,
+            )?;
             let (mut items, rv) = c.list(res, r.ns.as_deref(), &labels, &fields);
             if !res.is_custom() {
                 for i in items.iter_mut().filter_map(|i| i.as_object_mut()) {
@@ -424,35 +549,66 @@ fn resource_request(shared: &Shared, method: &Method, verb: &str, r: ResourceReq
             };
             let body: Value = if kind == PatchType::Apply {
                 opts.manager = q.get("fieldManager").cloned().unwrap_or_default();
-                serde_yaml::from_slice(r.body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+                serde_yaml::from_slice(r.body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
             } else {
-                serde_json::from_slice(r.body).map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?
+                serde_json::from_slice(r.body)
+                    .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?
             };
             let existed = c.get(res, &ns, &name).is_ok();
             let (v, w) = c.patch(res, &ns, &name, kind, &body, &r.sub, &opts)?;
             (if existed { 200 } else { 201 }, v, w)
         }
         "delete" => {
-            let opts_body: Value = if r.body.is_empty() { json!({}) } else { serde_json::from_slice(r.body).unwrap_or(json!({})) };
-            if opts_body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) {
+            let opts_body: Value = if r.body.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(r.body).unwrap_or(json!({}))
+            };
+            if opts_body["dryRun"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "All"))
+            {
                 opts.dry_run = true;
             }
-            let propagation = q.get("propagationPolicy").cloned().or_else(|| opts_body["propagationPolicy"].as_str().map(String::from));
+            let propagation = q
+                .get("propagationPolicy")
+                .cloned()
+                .or_else(|| opts_body["propagationPolicy"].as_str().map(String::from));
             if let Some(p) = &propagation {
                 if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-                    return Err(ApiError::bad_request(format!("unsupported propagationPolicy {p:?}")));
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported propagationPolicy {p:?}"
+                    )));
                 }
             }
-            (200, c.delete(res, &ns, &name, propagation.as_deref(), &opts)?, vec![])
+            (
+                200,
+                c.delete(res, &ns, &name, propagation.as_deref(), &opts)?,
+                vec![],
+            )
         }
         "deletecollection" => {
-            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), &res.kind)?;
+            let labels =
+                LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+                &res.kind,
+            )?;
             let (items, _) = c.list(res, r.ns.as_deref(), &labels, &fields);
             let mut deleted = vec![];
             for i in items {
-                let (n, inner_ns) = (i["metadata"]["name"].as_str().unwrap_or(""), i["metadata"]["namespace"].as_str().unwrap_or(""));
-                deleted.push(c.delete(res, inner_ns, n, q.get("propagationPolicy").map(String::as_str), &opts)?);
+                let (n, inner_ns) = (
+                    i["metadata"]["name"].as_str().unwrap_or(""),
+                    i["metadata"]["namespace"].as_str().unwrap_or(""),
+                );
+                deleted.push(c.delete(
+                    res,
+                    inner_ns,
+                    n,
+                    q.get("propagationPolicy").map(String::as_str),
+                    &opts,
+                )?);
             }
             let doc = json!({"apiVersion": res.api_version(), "kind": format!("{}List", res.kind),
                              "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": deleted});
@@ -485,15 +641,27 @@ fn watch_response(
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
     let mut field_sel = q.get("fieldSelector").cloned().unwrap_or_default();
     if let Some(n) = name {
-        field_sel = if field_sel.is_empty() { format!("metadata.name={n}") } else { format!("{field_sel},metadata.name={n}") };
+        field_sel = if field_sel.is_empty() {
+            format!("metadata.name={n}")
+        } else {
+            format!("{field_sel},metadata.name={n}")
+        };
     }
     let fields = FieldSelector::parse(&field_sel, &res.kind)?;
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let rv_param = q.get("resourceVersion").cloned().unwrap_or_default();
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let matches = {
-        let (res, ns, labels, fields) = (res.clone(), ns.map(String::from), labels.clone(), fields.clone());
+        let (res, ns, labels, fields) = (
+            res.clone(),
+            ns.map(String::from),
+            labels.clone(),
+            fields.clone(),
+        );
         move |e: &WatchEvent| {
             e.key.group == res.group
                 && e.key.plural == res.plural
@@ -509,9 +677,16 @@ fn watch_response(
             let (items, _) = c.list(res, ns, &labels, &fields);
             initial.extend(items.iter().map(|o| event_line("ADDED", o)));
         } else {
-            let from: u64 = rv_param.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?;
+            let from: u64 = rv_param.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resource version: {rv_param}"))
+            })?;
             match c.events_since(from) {
-                Ok(events) => initial.extend(events.iter().filter(|e| matches(e)).map(|e| event_line(e.kind, &Cluster::present(res, &e.object)))),
+                Ok(events) => initial.extend(
+                    events
+                        .iter()
+                        .filter(|e| matches(e))
+                        .map(|e| event_line(e.kind, &Cluster::present(res, &e.object))),
+                ),
                 Err(e) => initial.push(event_line("ERROR", &e.status())),
             }
         }
@@ -529,7 +704,10 @@ fn watch_response(
         let deadline = tokio::time::sleep(Duration::from_secs(timeout));
         tokio::pin!(deadline);
         let mut last_rv = current_rv;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
@@ -551,6 +729,9 @@ fn watch_response(
         }
     });
     let mut r = Response::new(BodyExt::boxed(ChannelBody(rx)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }

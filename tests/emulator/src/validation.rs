@@ -44,7 +44,11 @@ pub struct Validated {
 type Cause = (String, &'static str, String);
 
 fn required(causes: &mut Vec<Cause>, field: &str) {
-    causes.push((field.to_string(), "FieldValueRequired", "Required value".into()));
+    causes.push((
+        field.to_string(),
+        "FieldValueRequired",
+        "Required value".into(),
+    ));
 }
 
 fn is_dns1123_subdomain(s: &str) -> bool {
@@ -52,14 +56,19 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
 }
 
 /// Validates an object about to be stored under `res`.
-pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result<Validated, ApiError> {
+pub fn validate(
+    res: &ResourceInfo,
+    obj: Value,
+    mode: FieldValidation,
+) -> Result<Validated, ApiError> {
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut causes: Vec<Cause> = vec![];
     if !is_dns1123_subdomain(&name) {
@@ -73,7 +82,11 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
         if let Some(m) = obj["metadata"][field].as_object() {
             for (k, v) in m {
                 if !v.is_string() {
-                    causes.push((format!("metadata.{field}.{k}"), "FieldValueInvalid", "Invalid value: must be a string".into()));
+                    causes.push((
+                        format!("metadata.{field}.{k}"),
+                        "FieldValueInvalid",
+                        "Invalid value: must be a string".into(),
+                    ));
                 }
             }
         }
@@ -91,7 +104,10 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
                     causes.push((
                         "spec.template.metadata.labels".into(),
                         "FieldValueInvalid",
-                        format!("Invalid value: {}: `selector` does not match template `labels`", labels),
+                        format!(
+                            "Invalid value: {}: `selector` does not match template `labels`",
+                            labels
+                        ),
                     ));
                 }
             }
@@ -99,7 +115,12 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
         }
         ("", "Pod") => containers(&object["spec"], "spec", &mut causes),
         ("", "Service") => {
-            for (i, p) in object["spec"]["ports"].as_array().into_iter().flatten().enumerate() {
+            for (i, p) in object["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 if !p["port"].is_u64() {
                     required(&mut causes, &format!("spec.ports[{i}].port"));
                 }
@@ -108,7 +129,11 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
         ("", "ConfigMap") | ("", "Secret") => {
             for (k, v) in object["data"].as_object().into_iter().flatten() {
                 if !v.is_string() {
-                    causes.push((format!("data[{k}]"), "FieldValueInvalid", "Invalid value: must be a string".into()));
+                    causes.push((
+                        format!("data[{k}]"),
+                        "FieldValueInvalid",
+                        "Invalid value: must be a string".into(),
+                    ));
                 }
             }
         }
@@ -119,7 +144,11 @@ pub fn validate(res: &ResourceInfo, obj: Value, mode: FieldValidation) -> Result
         for (f, r, m) in out.0 {
             causes.push((f, r, m));
         }
-        let unknown: Vec<String> = out.1.iter().map(|p| format!("unknown field {p:?}")).collect();
+        let unknown: Vec<String> = out
+            .1
+            .iter()
+            .map(|p| format!("unknown field {p:?}"))
+            .collect();
         match mode {
             FieldValidation::Strict if !unknown.is_empty() => {
                 return Err(ApiError::bad_request(format!(
@@ -161,7 +190,11 @@ fn containers(pod_spec: &Value, at: &str, causes: &mut Vec<Cause>) {
 ///
 /// A small structural check (types, required, enums, unknown fields) until the full
 /// structural-schema validator is wired in here.
-fn crate_schema_validate(schema: &Value, obj: &Value, mode: FieldValidation) -> (Vec<Cause>, Vec<String>, Value) {
+fn crate_schema_validate(
+    schema: &Value,
+    obj: &Value,
+    mode: FieldValidation,
+) -> (Vec<Cause>, Vec<String>, Value) {
     let mut causes = vec![];
     let mut warnings = vec![];
     let mut out = obj.clone();
@@ -170,19 +203,34 @@ fn crate_schema_validate(schema: &Value, obj: &Value, mode: FieldValidation) -> 
             if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
-            check(&schema["properties"][k.as_str()], v, k, mode, &mut causes, &mut warnings);
+            check(
+                &schema["properties"][k.as_str()],
+                v,
+                k,
+                mode,
+                &mut causes,
+                &mut warnings,
+            );
         }
         let unknown: Vec<String> = m
             .keys()
             .filter(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
-            .filter(|k| schema["properties"].get(k.as_str()).is_none() && schema["x-kubernetes-preserve-unknown-fields"] != true)
+            .filter(|k| {
+                schema["properties"].get(k.as_str()).is_none()
+                    && schema["x-kubernetes-preserve-unknown-fields"] != true
+            })
             .cloned()
             .collect();
         for k in unknown {
             unknown_field(m, &k, &k, mode, &mut causes, &mut warnings);
         }
     }
-    for r in schema["required"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+    for r in schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+    {
         if obj.get(r).is_none() {
             required(&mut causes, r);
         }
@@ -203,7 +251,14 @@ fn unknown_field(
     m.remove(key);
 }
 
-fn check(schema: &Value, v: &mut Value, path: &str, mode: FieldValidation, causes: &mut Vec<Cause>, warnings: &mut Vec<String>) {
+fn check(
+    schema: &Value,
+    v: &mut Value,
+    path: &str,
+    mode: FieldValidation,
+    causes: &mut Vec<Cause>,
+    warnings: &mut Vec<String>,
+) {
     if schema.is_null() || schema["x-kubernetes-int-or-string"] == true {
         return;
     }
@@ -218,18 +273,38 @@ fn check(schema: &Value, v: &mut Value, path: &str, mode: FieldValidation, cause
         _ => true,
     };
     if !ok && !v.is_null() {
-        causes.push((path.into(), "FieldValueTypeInvalid", format!("Invalid value: {:?}: {path} in body must be of type {ty}: {:?}", json_type(v), json_type(v))));
+        causes.push((
+            path.into(),
+            "FieldValueTypeInvalid",
+            format!(
+                "Invalid value: {:?}: {path} in body must be of type {ty}: {:?}",
+                json_type(v),
+                json_type(v)
+            ),
+        ));
         return;
     }
     if let Some(options) = schema["enum"].as_array() {
         if !options.contains(v) {
             let list: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-            causes.push((path.into(), "FieldValueNotSupported", format!("Unsupported value: {v}: supported values: {}", list.join(", "))));
+            causes.push((
+                path.into(),
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: {v}: supported values: {}",
+                    list.join(", ")
+                ),
+            ));
         }
     }
     match v {
         Value::Object(m) => {
-            for r in schema["required"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+            for r in schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+            {
                 if !m.contains_key(r) {
                     required(causes, &format!("{path}.{r}"));
                 }
@@ -240,17 +315,41 @@ fn check(schema: &Value, v: &mut Value, path: &str, mode: FieldValidation, cause
             for k in keys {
                 let child_path = format!("{path}.{k}");
                 if let Some(p) = props.get(&k) {
-                    check(p, m.get_mut(&k).expect("key"), &child_path, mode, causes, warnings);
+                    check(
+                        p,
+                        m.get_mut(&k).expect("key"),
+                        &child_path,
+                        mode,
+                        causes,
+                        warnings,
+                    );
                 } else if additional.is_object() {
-                    check(additional, m.get_mut(&k).expect("key"), &child_path, mode, causes, warnings);
-                } else if props.is_object() && schema["x-kubernetes-preserve-unknown-fields"] != true && additional != &Value::Bool(true) {
+                    check(
+                        additional,
+                        m.get_mut(&k).expect("key"),
+                        &child_path,
+                        mode,
+                        causes,
+                        warnings,
+                    );
+                } else if props.is_object()
+                    && schema["x-kubernetes-preserve-unknown-fields"] != true
+                    && additional != &Value::Bool(true)
+                {
                     unknown_field(m, &k, &child_path, mode, causes, warnings);
                 }
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                check(&schema["items"], item, &format!("{path}[{i}]"), mode, causes, warnings);
+                check(
+                    &schema["items"],
+                    item,
+                    &format!("{path}[{i}]"),
+                    mode,
+                    causes,
+                    warnings,
+                );
             }
         }
         _ => {}
@@ -276,28 +375,49 @@ mod tests {
 
     #[test]
     fn deployment_selector_must_match_template() {
-        let d = builtins().into_iter().find(|r| r.kind == "Deployment").unwrap();
+        let d = builtins()
+            .into_iter()
+            .find(|r| r.kind == "Deployment")
+            .unwrap();
         let obj = json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
         let e = validate(&d, obj, FieldValidation::Warn).unwrap_err();
         assert_eq!(e.code, 422);
-        assert!(e.message.contains("spec.template.metadata.labels"), "{}", e.message);
+        assert!(
+            e.message.contains("spec.template.metadata.labels"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn custom_resource_types_and_unknown_fields() {
         let mut r = builtins()[0].clone();
-        r.schema = Some(json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
-            "hosts": {"type": "array", "items": {"type": "string"}}}}}}));
+        r.schema = Some(
+            json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "hosts": {"type": "array", "items": {"type": "string"}}}}}}),
+        );
         r.kind = "VirtualService".into();
         let obj = json!({"metadata": {"name": "vs"}, "spec": {"hosts": ["a"], "extra": 1}});
         let ok = validate(&r, obj.clone(), FieldValidation::Warn).unwrap();
-        assert_eq!(ok.warnings, vec!["unknown field \"spec.extra\"".to_string()]);
+        assert_eq!(
+            ok.warnings,
+            vec!["unknown field \"spec.extra\"".to_string()]
+        );
         assert!(ok.object["spec"].get("extra").is_none());
         let strict = validate(&r, obj.clone(), FieldValidation::Strict).unwrap_err();
         assert_eq!(strict.code, 400);
-        assert!(strict.message.ends_with("strict decoding error: unknown field \"spec.extra\""), "{}", strict.message);
-        assert!(validate(&r, obj, FieldValidation::Ignore).unwrap().warnings.is_empty());
+        assert!(
+            strict
+                .message
+                .ends_with("strict decoding error: unknown field \"spec.extra\""),
+            "{}",
+            strict.message
+        );
+        assert!(validate(&r, obj, FieldValidation::Ignore)
+            .unwrap()
+            .warnings
+            .is_empty());
         let bad = json!({"metadata": {"name": "vs"}, "spec": {"hosts": "a"}});
         let e = validate(&r, bad, FieldValidation::Ignore).unwrap_err();
         assert!(e.message.contains("spec.hosts"), "{}", e.message);

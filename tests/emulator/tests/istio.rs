@@ -29,21 +29,78 @@ fn istio_crds_install_and_validate() {
         eprintln!("skipping: /usr/bin/kubectl is absent");
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let emu = rt.block_on(Emulator::start(Options::default())).expect("start");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emu = rt
+        .block_on(Emulator::start(Options::default()))
+        .expect("start");
     let kc = emu.kubeconfig_path();
     let crds = shared.join("fixtures/istio/customresourcedefinitions.gen.yaml");
-    let out = ok(&bin, kc, &["apply", "--server-side", "-f", crds.to_str().expect("utf-8 path")], None);
-    assert!(out.contains("virtualservices.networking.istio.io serverside-applied"), "{out}");
-    let resources = ok(&bin, kc, &["api-resources", "--api-group=networking.istio.io", "-o", "name"], None);
-    assert!(resources.contains("virtualservices.networking.istio.io") && resources.contains("destinationrules.networking.istio.io"), "{resources}");
+    let out = ok(
+        &bin,
+        kc,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            crds.to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("virtualservices.networking.istio.io serverside-applied"),
+        "{out}"
+    );
+    let resources = ok(
+        &bin,
+        kc,
+        &[
+            "api-resources",
+            "--api-group=networking.istio.io",
+            "-o",
+            "name",
+        ],
+        None,
+    );
+    assert!(
+        resources.contains("virtualservices.networking.istio.io")
+            && resources.contains("destinationrules.networking.istio.io"),
+        "{resources}"
+    );
 
-    assert!(ok(&bin, kc, &["apply", "--server-side", "-f", "-"], Some(VS)).contains("serverside-applied"));
-    assert!(ok(&bin, kc, &["get", "vs", "reviews", "-o", "jsonpath={.spec.http[0].route[1].weight}"], None) == "10");
+    assert!(
+        ok(&bin, kc, &["apply", "--server-side", "-f", "-"], Some(VS))
+            .contains("serverside-applied")
+    );
+    assert!(
+        ok(
+            &bin,
+            kc,
+            &[
+                "get",
+                "vs",
+                "reviews",
+                "-o",
+                "jsonpath={.spec.http[0].route[1].weight}"
+            ],
+            None
+        ) == "10"
+    );
 
     let wrong_type = VS.replace("weight: 10", "weight: ten");
-    let err = fails(&bin, kc, &["apply", "--server-side", "-f", "-"], Some(&wrong_type));
-    assert!(err.contains("is invalid") && err.contains("spec.http[0].route[1].weight"), "{err}");
+    let err = fails(
+        &bin,
+        kc,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&wrong_type),
+    );
+    assert!(
+        err.contains("is invalid") && err.contains("spec.http[0].route[1].weight"),
+        "{err}"
+    );
     let unknown = VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  hostz: [x]\n");
     let err = fails(&bin, kc, &["apply", "-f", "-"], Some(&unknown));
     assert!(err.contains("unknown field \"spec.hostz\""), "{err}");

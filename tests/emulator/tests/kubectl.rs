@@ -36,46 +36,153 @@ data: {mode: a}
 /// The smoke set every kubectl version must pass.
 fn smoke(bin: &Path, emu: &Emulator) {
     let kc = emu.kubeconfig_path();
-    let minor = bin.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("kubectl.1.")).map(String::from);
+    let minor = bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("kubectl.1."))
+        .map(String::from);
     let version = ok(bin, kc, &["version", "-o", "json"], None);
     assert!(version.contains("\"serverVersion\""), "{version}");
     let resources = ok(bin, kc, &["api-resources"], None);
-    for kind in ["Deployment", "ConfigMap", "Namespace", "CustomResourceDefinition"] {
-        assert!(resources.contains(kind), "api-resources lacks {kind}:\n{resources}");
+    for kind in [
+        "Deployment",
+        "ConfigMap",
+        "Namespace",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            resources.contains(kind),
+            "api-resources lacks {kind}:\n{resources}"
+        );
     }
 
     // create (from a file) and get/list with label selectors and output formats
     assert!(ok(bin, kc, &["create", "-f", "-"], Some(CM)).contains("configmap/settings created"));
     let err = fails(bin, kc, &["create", "-f", "-"], Some(CM));
     assert!(err.contains("already exists"), "{err}");
-    assert!(ok(bin, kc, &["get", "cm", "-l", "tier=back", "-o", "name"], None).contains("configmap/settings"));
-    assert!(ok(bin, kc, &["get", "cm", "-l", "tier!=back", "-o", "name"], None).trim().is_empty());
-    assert!(ok(bin, kc, &["get", "cm", "-l", "tier in (back,front)", "-o", "name"], None).contains("settings"));
+    assert!(ok(
+        bin,
+        kc,
+        &["get", "cm", "-l", "tier=back", "-o", "name"],
+        None
+    )
+    .contains("configmap/settings"));
+    assert!(ok(
+        bin,
+        kc,
+        &["get", "cm", "-l", "tier!=back", "-o", "name"],
+        None
+    )
+    .trim()
+    .is_empty());
+    assert!(ok(
+        bin,
+        kc,
+        &["get", "cm", "-l", "tier in (back,front)", "-o", "name"],
+        None
+    )
+    .contains("settings"));
     let yaml = ok(bin, kc, &["get", "cm", "settings", "-o", "yaml"], None);
-    assert!(yaml.contains("mode: a") && yaml.contains("resourceVersion:"), "{yaml}");
-    let json: serde_json::Value = serde_json::from_str(&ok(bin, kc, &["get", "cm", "-o", "json"], None)).expect("json list");
+    assert!(
+        yaml.contains("mode: a") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(bin, kc, &["get", "cm", "-o", "json"], None)).expect("json list");
     assert_eq!(json["kind"], "List");
     assert_eq!(json["items"][0]["kind"], "ConfigMap");
 
     // client-side apply: create, then configure, then unchanged
-    assert!(ok(bin, kc, &["apply", "-f", "-"], Some(DEPLOY)).contains("deployment.apps/web created"));
+    assert!(
+        ok(bin, kc, &["apply", "-f", "-"], Some(DEPLOY)).contains("deployment.apps/web created")
+    );
     let three = DEPLOY.replace("replicas: 2", "replicas: 3");
     assert!(ok(bin, kc, &["apply", "-f", "-"], Some(&three)).contains("configured"));
     assert!(ok(bin, kc, &["apply", "-f", "-"], Some(&three)).contains("unchanged"));
-    let pods = ok(bin, kc, &["get", "pods", "-l", "app=web,version=v1", "-o", "name"], None);
+    let pods = ok(
+        bin,
+        kc,
+        &["get", "pods", "-l", "app=web,version=v1", "-o", "name"],
+        None,
+    );
     assert_eq!(pods.lines().count(), 3, "{pods}");
 
     // server-side apply: conflict with the client-side applier, then forced
     let ssa = DEPLOY.replace("replicas: 2", "replicas: 4");
-    let err = fails(bin, kc, &["apply", "--server-side", "--field-manager=ssa", "-f", "-"], Some(&ssa));
+    let err = fails(
+        bin,
+        kc,
+        &["apply", "--server-side", "--field-manager=ssa", "-f", "-"],
+        Some(&ssa),
+    );
     assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"), "{err}");
-    assert!(ok(bin, kc, &["apply", "--server-side", "--field-manager=ssa", "--force-conflicts", "-f", "-"], Some(&ssa)).contains("serverside-applied"));
-    assert_eq!(ok(bin, kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"], None), "4");
+    assert!(ok(
+        bin,
+        kc,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=ssa",
+            "--force-conflicts",
+            "-f",
+            "-"
+        ],
+        Some(&ssa)
+    )
+    .contains("serverside-applied"));
+    assert_eq!(
+        ok(
+            bin,
+            kc,
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+            None
+        ),
+        "4"
+    );
 
     // patches of every type
-    ok(bin, kc, &["patch", "deploy", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":1}}"#], None);
-    ok(bin, kc, &["patch", "deploy", "web", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#], None);
-    ok(bin, kc, &["patch", "deploy", "web", "--type", "strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}"#], None);
+    ok(
+        bin,
+        kc,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":1}}"#,
+        ],
+        None,
+    );
+    ok(
+        bin,
+        kc,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#,
+        ],
+        None,
+    );
+    ok(
+        bin,
+        kc,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type",
+            "strategic",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.27"}]}}}}"#,
+        ],
+        None,
+    );
     let got = ok(bin, kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].name} {.spec.template.spec.containers[*].image}"], None);
     assert_eq!(got, "2 web nginx:1.27");
 
@@ -83,7 +190,10 @@ fn smoke(bin: &Path, emu: &Emulator) {
     ok(bin, kc, &["label", "cm", "settings", "owner=me"], None);
     ok(bin, kc, &["annotate", "cm", "settings", "note=hello"], None);
     let current = ok(bin, kc, &["get", "cm", "settings", "-o", "yaml"], None);
-    assert!(current.contains("owner: me") && current.contains("note: hello"), "{current}");
+    assert!(
+        current.contains("owner: me") && current.contains("note: hello"),
+        "{current}"
+    );
     let replaced = current.replace("mode: a", "mode: b");
     assert!(ok(bin, kc, &["replace", "-f", "-"], Some(&replaced)).contains("replaced"));
     let err = fails(bin, kc, &["replace", "-f", "-"], Some(&replaced));
@@ -91,36 +201,75 @@ fn smoke(bin: &Path, emu: &Emulator) {
 
     // server-side dry run changes nothing
     let dry = CM.replace("settings", "dry");
-    assert!(ok(bin, kc, &["create", "--dry-run=server", "-f", "-"], Some(&dry)).contains("(server dry run)"));
+    assert!(ok(
+        bin,
+        kc,
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&dry)
+    )
+    .contains("(server dry run)"));
     assert!(!kubectl(bin, kc, &["get", "cm", "dry"], None).ok);
 
     // get -w sees a change made while it watches
     let mut watch = std::process::Command::new(bin)
-        .args(["get", "cm", "settings", "-w", "-o", "jsonpath={.data.mode}{\"\\n\"}", "--request-timeout=20s"])
+        .args([
+            "get",
+            "cm",
+            "settings",
+            "-w",
+            "-o",
+            "jsonpath={.data.mode}{\"\\n\"}",
+            "--request-timeout=20s",
+        ])
         .env("KUBECONFIG", kc)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("kubectl get -w");
     std::thread::sleep(Duration::from_millis(1500));
-    ok(bin, kc, &["patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"watched"}}"#], None);
+    ok(
+        bin,
+        kc,
+        &[
+            "patch",
+            "cm",
+            "settings",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"mode":"watched"}}"#,
+        ],
+        None,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let _ = watch.kill();
     let out = watch.wait_with_output().expect("watch output");
     let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(seen.contains("watched"), "get -w did not see the change: {seen:?}");
+    assert!(
+        seen.contains("watched"),
+        "get -w did not see the change: {seen:?}"
+    );
 
     // delete, with the Deployment's pods garbage-collected
     assert!(ok(bin, kc, &["delete", "deploy", "web"], None).contains("deleted"));
-    assert!(ok(bin, kc, &["get", "pods", "-o", "name"], None).trim().is_empty());
+    assert!(ok(bin, kc, &["get", "pods", "-o", "name"], None)
+        .trim()
+        .is_empty());
     assert!(ok(bin, kc, &["delete", "cm", "settings"], None).contains("deleted"));
     let err = fails(bin, kc, &["get", "cm", "settings"], None);
     assert!(err.contains("configmaps \"settings\" not found"), "{err}");
-    eprintln!("kubectl smoke passed with {} (minor {minor:?})", bin.display());
+    eprintln!(
+        "kubectl smoke passed with {} (minor {minor:?})",
+        bin.display()
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 #[test]
@@ -130,7 +279,9 @@ fn usr_bin_kubectl_smoke() {
         return;
     };
     let rt = runtime();
-    let emu = rt.block_on(Emulator::start(Options::default())).expect("start");
+    let emu = rt
+        .block_on(Emulator::start(Options::default()))
+        .expect("start");
     smoke(&bin, &emu);
     rt.block_on(emu.shutdown());
 }
@@ -144,7 +295,12 @@ fn versioned_kubectl_smoke() {
             eprintln!("skipping {}: absent", bin.display());
             continue;
         }
-        let emu = rt.block_on(Emulator::start(Options { minor, ..Options::default() })).expect("start");
+        let emu = rt
+            .block_on(Emulator::start(Options {
+                minor,
+                ..Options::default()
+            }))
+            .expect("start");
         smoke(&bin, &emu);
         rt.block_on(emu.shutdown());
     }
@@ -157,12 +313,19 @@ fn unauthenticated_kubectl_is_refused() {
         return;
     };
     let rt = runtime();
-    let emu = rt.block_on(Emulator::start(Options::default())).expect("start");
+    let emu = rt
+        .block_on(Emulator::start(Options::default()))
+        .expect("start");
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("kubeconfig");
-    let text = std::fs::read_to_string(emu.kubeconfig_path()).expect("kubeconfig").replace(emu.token(), "wrong-token");
+    let text = std::fs::read_to_string(emu.kubeconfig_path())
+        .expect("kubeconfig")
+        .replace(emu.token(), "wrong-token");
     std::fs::write(&bad, text).expect("write");
     let err = fails(&bin, &bad, &["get", "cm"], None);
-    assert!(err.contains("provide credentials") || err.contains("Unauthorized"), "{err}");
+    assert!(
+        err.contains("provide credentials") || err.contains("Unauthorized"),
+        "{err}"
+    );
     rt.block_on(emu.shutdown());
 }

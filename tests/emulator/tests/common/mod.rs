@@ -18,13 +18,24 @@ pub fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("HOME", kubeconfig.parent().unwrap_or(Path::new("/tmp")))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     let out: Output = child.wait_with_output().expect("kubectl output");
     Run {
@@ -37,14 +48,27 @@ pub fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>
 /// Asserts success and returns stdout.
 pub fn ok(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let r = kubectl(bin, kubeconfig, args, stdin);
-    assert!(r.ok, "{} {:?} failed:\nstdout: {}\nstderr: {}", bin.display(), args, r.stdout, r.stderr);
+    assert!(
+        r.ok,
+        "{} {:?} failed:\nstdout: {}\nstderr: {}",
+        bin.display(),
+        args,
+        r.stdout,
+        r.stderr
+    );
     r.stdout
 }
 
 /// Asserts failure and returns stderr.
 pub fn fails(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let r = kubectl(bin, kubeconfig, args, stdin);
-    assert!(!r.ok, "{} {:?} unexpectedly succeeded:\n{}", bin.display(), args, r.stdout);
+    assert!(
+        !r.ok,
+        "{} {:?} unexpectedly succeeded:\n{}",
+        bin.display(),
+        args,
+        r.stdout
+    );
     r.stderr
 }
 
