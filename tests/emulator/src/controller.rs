@@ -40,6 +40,9 @@ pub fn default_object(cluster: &mut Cluster, res: &ResourceInfo, obj: &mut Value
         }
         ("", "Pod") => {
             default_pod_spec(&mut obj["spec"]);
+            if creating && obj["spec"].is_object() {
+                set_default(&mut obj["spec"], "nodeName", json!("emulated-node"));
+            }
             if creating {
                 let ip = format!("10.244.0.{}", cluster.resource_version() % 250 + 2);
                 obj["status"] = running_pod_status(&obj["spec"], &ip);

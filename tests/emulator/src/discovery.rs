@@ -105,6 +105,10 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
             list.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
                              "kind": r.kind, "verbs": ["get", "patch", "update"]}));
         }
+        if r.kind == "Deployment" && r.group == "apps" {
+            list.push(json!({"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling",
+                             "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+        }
     }
     if list.is_empty() {
         return None;

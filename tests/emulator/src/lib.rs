@@ -30,6 +30,7 @@ pub mod persist;
 pub mod resources;
 pub mod selector;
 mod server;
+pub mod table;
 pub mod time;
 pub mod tls;
 pub mod validation;

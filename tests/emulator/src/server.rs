@@ -330,6 +330,7 @@ pub(crate) async fn handle(
             name.as_deref(),
             &query,
             sub.is_empty(),
+            crate::table::wants_table(&accept),
         ),
         Route::Resource { res, ns, name, sub } => {
             let req = ResourceRequest {
@@ -341,6 +342,7 @@ pub(crate) async fn handle(
                 content_type: &content_type,
                 body: &body,
                 user_agent: &user_agent,
+                table: crate::table::wants_table(&accept),
             };
             resource_request(&shared, &method, info.verb, req)
         }
@@ -416,6 +418,7 @@ struct ResourceRequest<'a> {
     content_type: &'a str,
     body: &'a Bytes,
     user_agent: &'a str,
+    table: bool,
 }
 
 fn media_type(ct: &str) -> String {
@@ -455,6 +458,9 @@ fn resource_request(
     let ns = r.ns.clone().unwrap_or_default();
     if res.namespaced && r.ns.is_none() && !matches!(verb, "list" | "watch") {
         return Err(ApiError::page_not_found());
+    }
+    if r.sub == "scale" && res.kind == "Deployment" && r.name.is_some() {
+        return scale_request(shared, verb, &r);
     }
     if !r.sub.is_empty() && (r.sub != "status" || !res.status_subresource || r.name.is_none()) {
         return Err(ApiError::page_not_found());
@@ -505,6 +511,18 @@ fn resource_request(
         Ok(())
     };
     let (code, value, warnings) = match verb {
+        "get" if r.table => {
+            let obj = c.get(res, &ns, &name)?;
+            let include = q
+                .get("includeObject")
+                .map(String::as_str)
+                .unwrap_or("Metadata");
+            (
+                200,
+                crate::table::table(res, &[obj], c.resource_version(), include),
+                vec![],
+            )
+        }
         "get" => (200, c.get(res, &ns, &name)?, vec![]),
         "list" => {
             let labels =
@@ -514,6 +532,16 @@ fn resource_request(
                 &res.kind,
             )?;
             let (mut items, rv) = c.list(res, r.ns.as_deref(), &labels, &fields);
+            if r.table {
+                let include = q
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                let t = crate::table::table(res, &items, rv, include);
+                let mut resp = json_response(200, &t);
+                warning_headers(&mut resp, &[]);
+                return Ok(resp);
+            }
             if !res.is_custom() {
                 for i in items.iter_mut().filter_map(|i| i.as_object_mut()) {
                     i.remove("apiVersion");
@@ -621,6 +649,99 @@ fn resource_request(
     Ok(resp)
 }
 
+/// The `autoscaling/v1` `Scale` view of a Deployment.
+fn scale_of(deploy: &Value) -> Value {
+    let selector: Vec<String> = deploy["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let md = &deploy["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"],
+                     "resourceVersion": md["resourceVersion"], "creationTimestamp": md["creationTimestamp"]},
+        "spec": {"replicas": deploy["spec"]["replicas"]},
+        "status": {"replicas": deploy["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.join(",")},
+    })
+}
+
+/// `deployments/<name>/scale`: get, update and patch the replica count.
+fn scale_request(
+    shared: &Shared,
+    verb: &str,
+    r: &ResourceRequest<'_>,
+) -> Result<Response<ResBody>, ApiError> {
+    let (res, ns, name) = (
+        &r.res,
+        r.ns.clone().unwrap_or_default(),
+        r.name.clone().unwrap_or_default(),
+    );
+    let mut c = shared.lock();
+    let current = c.get(res, &ns, &name)?;
+    let mut scale = scale_of(&current);
+    let new_scale = match verb {
+        "get" => return Ok(json_response(200, &scale)),
+        "update" => parse_object(r.content_type, r.body)?,
+        "patch" => {
+            let body: Value = serde_json::from_slice(r.body)
+                .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?;
+            match media_type(r.content_type).as_str() {
+                "application/json-patch+json" => crate::patch::json_patch(&mut scale, &body)?,
+                "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                    crate::patch::merge_patch(&mut scale, &body)
+                }
+                other => return Err(ApiError::unsupported_media_type(other)),
+            }
+            scale
+        }
+        _ => return Err(ApiError::method_not_allowed(verb)),
+    };
+    if let Some(rv) = new_scale["metadata"]["resourceVersion"].as_str() {
+        if rv
+            != current["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+        {
+            return Err(ApiError::conflict(&res.group, &res.plural, &name));
+        }
+    }
+    let Some(replicas) = new_scale["spec"]["replicas"].as_i64().filter(|n| *n >= 0) else {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            &name,
+            &[(
+                "spec.replicas".into(),
+                "FieldValueInvalid",
+                "Invalid value: must be greater than or equal to 0".into(),
+            )],
+        ));
+    };
+    let q = r.query;
+    let opts = WriteOptions {
+        dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
+        manager: q
+            .get("fieldManager")
+            .cloned()
+            .unwrap_or_else(|| r.user_agent.split('/').next().unwrap_or("").to_string()),
+        ..Default::default()
+    };
+    let (updated, _) = c.patch(
+        res,
+        &ns,
+        &name,
+        PatchType::Merge,
+        &json!({"spec": {"replicas": replicas}}),
+        "",
+        &opts,
+    )?;
+    Ok(json_response(200, &scale_of(&updated)))
+}
+
 fn event_line(kind: &str, object: &Value) -> Bytes {
     let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     v.push(b'\n');
@@ -634,7 +755,29 @@ fn watch_response(
     name: Option<&str>,
     q: &HashMap<String, String>,
     main: bool,
+    table: bool,
 ) -> Result<Response<ResBody>, ApiError> {
+    let include = q
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
+    let render = {
+        let res = res.clone();
+        move |kind: &str, obj: &Value| -> Bytes {
+            if table {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                event_line(
+                    kind,
+                    &crate::table::table(&res, std::slice::from_ref(obj), rv, &include),
+                )
+            } else {
+                event_line(kind, obj)
+            }
+        }
+    };
     if !main {
         return Err(ApiError::page_not_found());
     }
@@ -675,7 +818,7 @@ fn watch_response(
         let mut initial: Vec<Bytes> = vec![];
         if rv_param.is_empty() || rv_param == "0" {
             let (items, _) = c.list(res, ns, &labels, &fields);
-            initial.extend(items.iter().map(|o| event_line("ADDED", o)));
+            initial.extend(items.iter().map(|o| render("ADDED", o)));
         } else {
             let from: u64 = rv_param.parse().map_err(|_| {
                 ApiError::bad_request(format!("invalid resource version: {rv_param}"))
@@ -685,7 +828,7 @@ fn watch_response(
                     events
                         .iter()
                         .filter(|e| matches(e))
-                        .map(|e| event_line(e.kind, &Cluster::present(res, &e.object))),
+                        .map(|e| render(e.kind, &Cluster::present(res, &e.object))),
                 ),
                 Err(e) => initial.push(event_line("ERROR", &e.status())),
             }
@@ -719,7 +862,7 @@ fn watch_response(
                 ev = sub.recv() => match ev {
                     Ok(e) => {
                         last_rv = e.rv;
-                        if matches(&e) && tx.send(event_line(e.kind, &Cluster::present(&res, &e.object))).await.is_err() {
+                        if matches(&e) && tx.send(render(e.kind, &Cluster::present(&res, &e.object))).await.is_err() {
                             return;
                         }
                     }
