@@ -172,6 +172,24 @@ impl ApiError {
         ApiError::new(410, "Expired", format!("too old resource version: {rv}"))
     }
 
+    /// An error from a `Status` object (as built by the schema and webhook modules).
+    pub fn from_status(status: &Value) -> Self {
+        let reason = match status["reason"].as_str().unwrap_or("") {
+            "Invalid" => "Invalid",
+            "BadRequest" => "BadRequest",
+            "Forbidden" => "Forbidden",
+            "Conflict" => "Conflict",
+            "NotFound" => "NotFound",
+            _ => "InternalError",
+        };
+        ApiError {
+            code: status["code"].as_u64().unwrap_or(500) as u16,
+            reason,
+            message: status["message"].as_str().unwrap_or("").to_string(),
+            details: status.get("details").cloned(),
+        }
+    }
+
     /// The `Status` object the server sends for this error.
     pub fn status(&self) -> Value {
         let mut s = json!({

@@ -41,3 +41,6 @@ pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;
 pub use faults::{Fault, FaultAction, Faults};
 pub use resources::ResourceInfo;
+
+pub mod schema;
+pub mod webhook;

@@ -4,7 +4,27 @@
 
 use crate::error::ApiError;
 use crate::resources::ResourceInfo;
+use crate::schema::{invalid_status, strict_decoding_status, Schema, UnknownFields};
+use crate::webhook;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Compiled CRD schemas, by their JSON text (compiling CEL rules is not free).
+fn compiled(schema: &Value) -> Option<Arc<Schema>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Schema>>>>> = OnceLock::new();
+    let key = schema.to_string();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let built = Schema::from_openapi_v3(schema).ok().map(Arc::new);
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, built.clone());
+    built
+}
 
 /// The `fieldValidation` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -140,28 +160,59 @@ pub fn validate(
         _ => {}
     }
     if let Some(schema) = &res.schema {
-        let out = crate_schema_validate(schema, &object, mode);
-        for (f, r, m) in out.0 {
-            causes.push((f, r, m));
-        }
-        let unknown: Vec<String> = out
-            .1
-            .iter()
-            .map(|p| format!("unknown field {p:?}"))
-            .collect();
-        match mode {
-            FieldValidation::Strict if !unknown.is_empty() => {
-                return Err(ApiError::bad_request(format!(
-                    "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
-                    unknown.join(", "),
-                    kind = res.kind,
-                    version = res.version
-                )));
+        match compiled(schema) {
+            Some(compiled) => {
+                let unknown = match mode {
+                    FieldValidation::Strict => UnknownFields::Strict,
+                    FieldValidation::Warn => UnknownFields::Warn,
+                    FieldValidation::Ignore => UnknownFields::Ignore,
+                };
+                let out = compiled.validate(&object, unknown);
+                let unknown_fields = out.unknown_fields();
+                if !unknown_fields.is_empty() {
+                    return Err(ApiError::from_status(&strict_decoding_status(
+                        &unknown_fields,
+                    )));
+                }
+                let errors = out.field_errors();
+                if !errors.is_empty() {
+                    return Err(ApiError::from_status(&invalid_status(
+                        &res.kind, &res.group, &name, &errors,
+                    )));
+                }
+                warnings.extend(out.warnings);
+                object = out.object;
             }
-            FieldValidation::Warn => warnings.extend(unknown),
-            _ => {}
+            None => {
+                let out = crate_schema_validate(schema, &object, mode);
+                causes.extend(out.0);
+                let unknown: Vec<String> = out
+                    .1
+                    .iter()
+                    .map(|p| format!("unknown field {p:?}"))
+                    .collect();
+                match mode {
+                    FieldValidation::Strict if !unknown.is_empty() => {
+                        return Err(ApiError::bad_request(format!(
+                            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                            unknown.join(", "),
+                            kind = res.kind,
+                            version = res.version
+                        )));
+                    }
+                    FieldValidation::Warn => warnings.extend(unknown),
+                    _ => {}
+                }
+                object = out.2;
+            }
         }
-        object = out.2;
+        if causes.is_empty() {
+            let admission = webhook::admit(&object);
+            if !admission.allowed() {
+                return Err(ApiError::from_status(&webhook::denial_status(&admission)));
+            }
+            warnings.extend(admission.warnings);
+        }
     }
     if causes.is_empty() {
         Ok(Validated { object, warnings })

@@ -104,6 +104,20 @@ fn istio_crds_install_and_validate() {
     let unknown = VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  hostz: [x]\n");
     let err = fails(&bin, kc, &["apply", "-f", "-"], Some(&unknown));
     assert!(err.contains("unknown field \"spec.hostz\""), "{err}");
+    // istiod's webhook refuses what the schema lets through.
+    let negative = VS
+        .replace("weight: 90", "weight: -10")
+        .replace("weight: 10", "weight: 110");
+    let err = fails(
+        &bin,
+        kc,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&negative),
+    );
+    assert!(
+        err.contains("admission webhook \"validation.istio.io\" denied the request"),
+        "{err}"
+    );
     // The refused objects changed nothing.
     assert!(ok(&bin, kc, &["get", "vs", "reviews", "-o", "yaml"], None).contains("weight: 10"));
     rt.block_on(emu.shutdown());

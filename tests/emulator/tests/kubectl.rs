@@ -186,6 +186,27 @@ fn smoke(bin: &Path, emu: &Emulator) {
     let got = ok(bin, kc, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].name} {.spec.template.spec.containers[*].image}"], None);
     assert_eq!(got, "2 web nginx:1.27");
 
+    // scale (the deployments/scale subresource) and rollout status
+    assert!(ok(bin, kc, &["scale", "deploy", "web", "--replicas=3"], None).contains("scaled"));
+    assert_eq!(
+        ok(
+            bin,
+            kc,
+            &["get", "pods", "-l", "app=web", "-o", "name"],
+            None
+        )
+        .lines()
+        .count(),
+        3
+    );
+    assert!(ok(bin, kc, &["rollout", "status", "deploy", "web"], None)
+        .contains("successfully rolled out"));
+    let table = ok(bin, kc, &["get", "deploy", "web"], None);
+    assert!(
+        table.starts_with("NAME") && table.contains("READY") && table.contains("3/3"),
+        "{table}"
+    );
+
     // label, annotate, replace (and a stale replace)
     ok(bin, kc, &["label", "cm", "settings", "owner=me"], None);
     ok(bin, kc, &["annotate", "cm", "settings", "note=hello"], None);
