@@ -13,6 +13,7 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod get;
 mod lint;
 mod mtls;
 mod version;
@@ -113,6 +114,13 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Show a release as a tree: services, subsets with weights and ready pods, the rules in
+    /// force, and the last decision (`--watch` to follow it).
+    Get(get::GetArgs),
+    /// List the releases in the namespace.
+    List(get::ListArgs),
+    /// Show the decisions of a release, oldest first.
+    History(get::HistoryArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -148,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),
         Command::Mtls(args) => block_on(mtls::run(args, &global)),
+        Command::Get(args) => block_on(get::get(args, &global)),
+        Command::List(args) => block_on(get::list(args, &global)),
+        Command::History(args) => block_on(get::history(args, &global)),
     }
 }
 

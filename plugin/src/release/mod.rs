@@ -2,3 +2,4 @@
 //! engine that moves it from stage to stage.
 
 pub mod record;
+pub mod view;
