@@ -15,8 +15,11 @@
 pub mod cli;
 pub mod cluster;
 pub mod exit;
+pub mod istio;
 pub mod lint;
 pub mod manifest;
 pub mod release;
+pub mod render;
+pub mod sim;
 pub mod spec;
 pub mod ui;
