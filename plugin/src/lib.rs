@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod exit;
 pub mod istio;
+pub mod labels;
 pub mod lint;
 pub mod manifest;
 pub mod release;

@@ -17,8 +17,7 @@ use crate::spec::Release;
 /// How many history entries are kept (oldest dropped first).
 pub const HISTORY_LIMIT: usize = 100;
 
-/// Label carrying the phase on the state ConfigMap.
-pub const PHASE_LABEL: &str = "canary.kubectl.dev/phase";
+use crate::labels::PHASE_LABEL;
 
 /// The policy a release runs, pinned by content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +75,13 @@ pub struct ReleaseRecord {
     /// A weight set by hand with `set-weight`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_override: Option<WeightOverride>,
-    /// Deployments the plugin created (cloned canaries), by service.
+    /// Deployments the plugin creates (cloned canaries), by name, as applied: a rerun re-creates
+    /// them if they are missing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub created_deployments: BTreeMap<String, String>,
-    /// Stable Deployments finalize deletes (empty with `--keep-old`), by service.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub delete_deployments: BTreeMap<String, String>,
+    pub created_deployments: BTreeMap<String, Value>,
+    /// Stable Deployments finalize deletes (empty with `--keep-old`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_deployments: Vec<String>,
     /// What finalize removed, for `undo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Snapshot>,
