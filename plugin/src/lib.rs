@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod exit;
 pub mod istio;
 pub mod labels;

@@ -46,7 +46,7 @@ pub struct Cli {
 }
 
 /// Flags shared by every command, named as kubectl names them.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Namespace of the release and its services (default: the kubeconfig context's namespace).
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]

@@ -1,0 +1,3 @@
+//! `kubectl canary demo`: a whole release on an embedded emulated cluster.
+
+pub mod workloads;
