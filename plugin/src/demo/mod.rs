@@ -1,3 +1,4 @@
 //! `kubectl canary demo`: a whole release on an embedded emulated cluster.
 
+pub mod traffic;
 pub mod workloads;
