@@ -17,5 +17,6 @@ pub mod cluster;
 pub mod exit;
 pub mod lint;
 pub mod manifest;
+pub mod policy;
 pub mod spec;
 pub mod ui;
