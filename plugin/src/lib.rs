@@ -20,6 +20,7 @@ pub mod istio;
 pub mod labels;
 pub mod lint;
 pub mod manifest;
+pub mod policy;
 pub mod release;
 pub mod render;
 pub mod sim;
