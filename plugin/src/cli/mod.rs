@@ -16,6 +16,8 @@ mod completion;
 mod get;
 mod lint;
 mod mtls;
+mod policy_decider;
+mod release;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -105,6 +107,23 @@ pub struct MutationArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a release from a spec: pre-checks, the canary Deployment if `image` is set,
+    /// DestinationRule subsets, then the policy's first stage.
+    Start(release::StartArgs),
+    /// Ask the policy for one decision and apply it.
+    Step(release::ReleaseArgs),
+    /// Decide, apply and wait, stage after stage, until the release completes or rolls back.
+    Run(release::RunArgs),
+    /// Set the canary's share of traffic by hand (recorded; the release pauses until `step`).
+    SetWeight(release::SetWeightArgs),
+    /// Send all traffic to the canary now.
+    Promote(release::ReleaseArgs),
+    /// Make the canary the only version: old subset out, old Deployments deleted (`--keep-old`).
+    Finalize(release::FinalizeArgs),
+    /// Send all traffic back to stable; the canary keeps running.
+    Abort(release::ReleaseArgs),
+    /// Revert a finalize from the snapshot kept in the release state.
+    Undo(release::FinalizeArgs),
     /// Print shell completion code (bash, zsh, fish, powershell, elvish).
     Completion(completion::CompletionArgs),
     /// Print the plugin's version, policy ABI and build information.
@@ -152,6 +171,14 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
+        Command::Start(args) => block_on(release::start(args, &global)),
+        Command::Step(args) => block_on(release::step(args, &global)),
+        Command::Run(args) => block_on(release::run(args, &global)),
+        Command::SetWeight(args) => block_on(release::set_weight(args, &global)),
+        Command::Promote(args) => block_on(release::promote(args, &global)),
+        Command::Finalize(args) => block_on(release::finalize(args, &global)),
+        Command::Abort(args) => block_on(release::abort(args, &global)),
+        Command::Undo(args) => block_on(release::undo(args, &global)),
         Command::Completion(args) => completion::run(args),
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),

@@ -22,9 +22,11 @@ use crate::spec;
 
 /// Arguments of `start`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  kubectl canary start -f examples/voting-app.yaml\n  \
+#[command(
+    after_help = "Examples:\n  kubectl canary start -f examples/voting-app.yaml\n  \
 kubectl canary start -f release.yaml --dry-run=client -o yaml   # the objects, for GitOps\n\n\
-Rerunning start with the same spec finishes an interrupted start; it never starts twice.")]
+Rerunning start with the same spec finishes an interrupted start; it never starts twice."
+)]
 pub struct StartArgs {
     /// The release spec (YAML; - for stdin).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
@@ -88,9 +90,11 @@ pub struct SetWeightArgs {
 
 /// Arguments of `finalize`.
 #[derive(Debug, Args)]
-#[command(after_help = "Order: VirtualServices stop routing to the old subset, then the subset \
+#[command(
+    after_help = "Order: VirtualServices stop routing to the old subset, then the subset \
 leaves the DestinationRules, then the old Deployments are deleted. `kubectl canary undo` \
-restores them from the snapshot kept in the release state.")]
+restores them from the snapshot kept in the release state."
+)]
 pub struct FinalizeArgs {
     /// The release name.
     pub release: String,
@@ -104,8 +108,10 @@ pub struct FinalizeArgs {
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
-#[command(after_help = "run decides, applies and waits until the policy completes the release \
-or rolls it back. Progress is one live line on a terminal, plain lines otherwise.")]
+#[command(
+    after_help = "run decides, applies and waits until the policy completes the release \
+or rolls it back. Progress is one live line on a terminal, plain lines otherwise."
+)]
 pub struct RunArgs {
     /// The release name.
     pub release: String,
@@ -169,14 +175,19 @@ pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         ),
         _ => global.namespace = Some(release.namespace().to_string()),
     }
-    let decider = super::policy_decider::for_spec(&release.spec.policy, args.policy.cache_dir.as_deref())?;
+    let decider =
+        super::policy_decider::for_spec(&release.spec.policy, args.policy.cache_dir.as_deref())?;
     let mut engine = engine(&global, &args.mutation).await?;
     if args.mutation.dry_run == DryRun::Client {
         // Preview: nothing is written, so keep the ordinary clock.
         engine = engine.with_clock(jiff::Timestamp::now);
     }
     let outcome = engine
-        .start(&release, decider.as_ref(), &StartOptions { adopt: args.adopt })
+        .start(
+            &release,
+            decider.as_ref(),
+            &StartOptions { adopt: args.adopt },
+        )
         .await
         .map_err(coded)?;
     report(&outcome, &args.mutation)
@@ -208,17 +219,41 @@ async fn load_and_decide(
 
 /// `step <release>`: one policy decision, applied.
 pub async fn step(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    load_and_decide(&args.release, &args.mutation, &args.policy, global, Event::Step, None).await
+    load_and_decide(
+        &args.release,
+        &args.mutation,
+        &args.policy,
+        global,
+        Event::Step,
+        None,
+    )
+    .await
 }
 
 /// `promote <release>`: all traffic to the canary now.
 pub async fn promote(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    load_and_decide(&args.release, &args.mutation, &args.policy, global, Event::Promote, None).await
+    load_and_decide(
+        &args.release,
+        &args.mutation,
+        &args.policy,
+        global,
+        Event::Promote,
+        None,
+    )
+    .await
 }
 
 /// `abort <release>`: all traffic back to stable; the canary keeps running.
 pub async fn abort(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    load_and_decide(&args.release, &args.mutation, &args.policy, global, Event::Abort, None).await
+    load_and_decide(
+        &args.release,
+        &args.mutation,
+        &args.policy,
+        global,
+        Event::Abort,
+        None,
+    )
+    .await
 }
 
 /// `set-weight <release> <percent> [--service s]`.
@@ -227,14 +262,25 @@ pub async fn set_weight(args: SetWeightArgs, global: &GlobalArgs) -> anyhow::Res
         weight: args.percent,
         service: args.service.clone(),
     };
-    load_and_decide(&args.release, &args.mutation, &args.policy, global, Event::SetWeight, Some(weight)).await
+    load_and_decide(
+        &args.release,
+        &args.mutation,
+        &args.policy,
+        global,
+        Event::SetWeight,
+        Some(weight),
+    )
+    .await
 }
 
 /// `finalize <release> [--keep-old]`.
 pub async fn finalize(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let engine = engine(global, &args.mutation).await?;
     let current = engine.load(&args.release).await.map_err(coded)?;
-    let outcome = engine.finalize(current, args.keep_old).await.map_err(coded)?;
+    let outcome = engine
+        .finalize(current, args.keep_old)
+        .await
+        .map_err(coded)?;
     report(&outcome, &args.mutation)
 }
 
@@ -271,11 +317,15 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         if current.record.is_terminal() || current.record.phase == policy_sdk::Phase::Promoted {
             progress.line(&format!(
                 "release {} is {:?} at stage {} ({})",
-                args.release, current.record.phase, current.record.stage.index, current.record.stage.name
+                args.release,
+                current.record.phase,
+                current.record.stage.index,
+                current.record.stage.name
             ))?;
             return finish(&current.record);
         }
-        let decider = super::policy_decider::for_record(&current.record, args.policy.cache_dir.as_deref())?;
+        let decider =
+            super::policy_decider::for_record(&current.record, args.policy.cache_dir.as_deref())?;
         let outcome = engine
             .decide(current, event, decider.as_ref(), None)
             .await
@@ -306,7 +356,9 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         if args.no_wait {
             let mut skew = skew.lock().unwrap_or_else(|e| e.into_inner());
-            *skew = skew.saturating_add(jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::ZERO));
+            *skew = skew.saturating_add(
+                jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::ZERO),
+            );
             continue;
         }
         progress.wait(wait, &outcome).await?;
@@ -321,7 +373,11 @@ fn finish(record: &crate::release::record::ReleaseRecord) -> anyhow::Result<()> 
             "release {} ended {:?}: {}",
             record.spec.name(),
             record.phase,
-            record.history.last().map(|h| h.reason.as_str()).unwrap_or("")
+            record
+                .history
+                .last()
+                .map(|h| h.reason.as_str())
+                .unwrap_or("")
         ),
         _ => Ok(()),
     }
@@ -393,10 +449,17 @@ fn op_line(op: &Op) -> String {
                 .and_then(|v| v.split_once('/').map(|(g, _)| g))
                 .map(|g| format!(".{g}"))
                 .unwrap_or_default();
-            format!("{kind}{group}/{} applied", obj["metadata"]["name"].as_str().unwrap_or_default())
+            format!(
+                "{kind}{group}/{} applied",
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            )
         }
         Op::Delete { kind, name } => {
-            let group = if kind.group.is_empty() { String::new() } else { format!(".{}", kind.group) };
+            let group = if kind.group.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", kind.group)
+            };
             format!("{}{group}/{name} deleted", kind.kind.to_lowercase())
         }
     }

@@ -56,8 +56,9 @@ pub enum EngineError {
     /// The stage cannot be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// The policy failed: the decision is hold and nothing was applied.
-    #[error("policy {policy}: {source}; holding (nothing applied)")]
+    /// The policy failed: the decision is hold and nothing was applied. `source` already names
+    /// the policy (`policy <name>@sha256:<12>: <cause>`).
+    #[error("{source}; holding (nothing applied)")]
     Policy {
         /// `name@sha256:<12 hex>`.
         policy: String,
