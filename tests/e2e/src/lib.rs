@@ -27,6 +27,19 @@ pub fn plugin_dir() -> &'static Path {
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
+        // Cargo gives this test process per-crate variables (CARGO_MANIFEST_DIR, CARGO_PKG_*);
+        // passed on, they would make the nested build look different (ring's build script
+        // tracks CARGO_MANIFEST_DIR) and rebuild half the tree on every test run.
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            let keep = matches!(
+                key_text.as_ref(),
+                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR" | "CARGO_BUILD_JOBS"
+            );
+            if key_text.starts_with("CARGO_") && !keep {
+                build.env_remove(&key);
+            }
+        }
         // Always ask cargo: it is a no-op when the binary is fresh, and a stale binary would
         // test old code.
         let status = build.status().expect("run cargo build");
