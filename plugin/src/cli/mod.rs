@@ -13,6 +13,7 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod demo;
 mod get;
 mod lint;
 mod mtls;
@@ -124,6 +125,9 @@ pub enum Command {
     Abort(release::ReleaseArgs),
     /// Revert a finalize from the snapshot kept in the release state.
     Undo(release::FinalizeArgs),
+    /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
+    /// stage, with routing and simulated traffic.
+    Demo(demo::DemoArgs),
     /// Print shell completion code (bash, zsh, fish, powershell, elvish).
     Completion(completion::CompletionArgs),
     /// Print the plugin's version, policy ABI and build information.
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finalize(args) => block_on(release::finalize(args, &global)),
         Command::Abort(args) => block_on(release::abort(args, &global)),
         Command::Undo(args) => block_on(release::undo(args, &global)),
+        Command::Demo(args) => block_on(demo::run(args, &global)),
         Command::Completion(args) => completion::run(args),
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),

@@ -492,12 +492,9 @@ impl Engine {
                 }
             )
         };
-        next.record(
-            Action::Complete,
-            Some(render::final_stage(&info)),
-            &reason,
-            &now,
-        );
+        let mut stage = render::final_stage(&info);
+        stage.index = record.stage.index + 1;
+        next.record(Action::Complete, Some(stage), &reason, &now);
         self.commit(
             next,
             &resource_version,
