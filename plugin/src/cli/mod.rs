@@ -17,6 +17,7 @@ mod demo;
 mod get;
 mod lint;
 mod mtls;
+mod plan;
 mod policy_decider;
 mod release;
 mod version;
@@ -125,6 +126,9 @@ pub enum Command {
     Abort(release::ReleaseArgs),
     /// Revert a finalize from the snapshot kept in the release state.
     Undo(release::FinalizeArgs),
+    /// Every stage of a release, offline: the spec's policy runs with a simulated clock and
+    /// healthy (or given) metrics; the routing table of each stage, or its objects.
+    Plan(plan::PlanArgs),
     /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
     /// stage, with routing and simulated traffic.
     Demo(demo::DemoArgs),
@@ -183,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finalize(args) => block_on(release::finalize(args, &global)),
         Command::Abort(args) => block_on(release::abort(args, &global)),
         Command::Undo(args) => block_on(release::undo(args, &global)),
+        Command::Plan(args) => plan::run(args, &global),
         Command::Demo(args) => block_on(demo::run(args, &global)),
         Command::Completion(args) => completion::run(args),
         Command::Version(args) => version::run(args, &global),
