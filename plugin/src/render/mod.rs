@@ -35,12 +35,7 @@ use crate::istio::{
 
 pub use error::RenderError;
 
-/// Label on every object we render: who manages it.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "kubectl-canary";
-/// Label on every object we render: the release it belongs to.
-pub const RELEASE_LABEL: &str = "canary.kubectl.dev/release";
+pub use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
 /// Name of the namespace-wide PeerAuthentication (Istio's convention for the namespace policy).
 pub const PEER_AUTHENTICATION_NAME: &str = "default";
 /// Suffix of the gateway-only VirtualService rendered when a service's gateway hosts include
