@@ -337,11 +337,8 @@ impl TestCluster {
                 Err(format!("routes to missing subsets: {dangling:?}"))
             }
         });
-        if let Err((record, message)) = result {
-            panic!(
-                "after request #{} ({} {} -> {}): {message}",
-                record.seq, record.method, record.path, record.status
-            );
+        if let Err(violation) = result {
+            panic!("{violation}");
         }
     }
 
