@@ -128,25 +128,6 @@ pub enum Command {
     Abort(release::ReleaseArgs),
     /// Revert a finalize from the snapshot kept in the release state.
     Undo(release::FinalizeArgs),
-    /// Every stage of a release, offline: the spec's policy runs with a simulated clock and
-    /// healthy (or given) metrics; the routing table of each stage, or its objects.
-    Plan(plan::PlanArgs),
-    /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
-    /// stage, with routing and simulated traffic.
-    Demo(demo::DemoArgs),
-    /// Print shell completion code (bash, zsh, fish, powershell, elvish).
-    Completion(completion::CompletionArgs),
-    /// Print the plugin's version, policy ABI and build information.
-    Version(version::VersionArgs),
-    /// Pre-flight checks: injection, port names, pod labels, subsets, references, conflicting
-    /// VirtualServices, mTLS conflicts (live cluster, files, or both).
-    Lint(lint::LintArgs),
-    /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
-    Mtls(mtls::MtlsArgs),
-    /// Route simulator: which subset a request (or caller) reaches, and which rule decided.
-    Explain(explain::ExplainArgs),
-    /// Print the Istio objects of a release at a stage (default: the baseline), offline.
-    Render(render::RenderArgs),
     /// Show a release as a tree: services, subsets with weights and ready pods, the rules in
     /// force, and the last decision (`--watch` to follow it).
     Get(get::GetArgs),
@@ -154,6 +135,25 @@ pub enum Command {
     List(get::ListArgs),
     /// Show the decisions of a release, oldest first.
     History(get::HistoryArgs),
+    /// Every stage of a release, offline: the spec's policy runs with a simulated clock and
+    /// healthy (or given) metrics; the routing table of each stage, or its objects.
+    Plan(plan::PlanArgs),
+    /// Print the Istio objects of a release at a stage (default: the baseline), offline.
+    Render(render::RenderArgs),
+    /// Route simulator: which subset a request (or caller) reaches, and which rule decided.
+    Explain(explain::ExplainArgs),
+    /// Pre-flight checks: injection, port names, pod labels, subsets, references, conflicting
+    /// VirtualServices, mTLS conflicts (live cluster, files, or both).
+    Lint(lint::LintArgs),
+    /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
+    Mtls(mtls::MtlsArgs),
+    /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
+    /// stage, with routing and simulated traffic.
+    Demo(demo::DemoArgs),
+    /// Print shell completion code (bash, zsh, fish, powershell, elvish).
+    Completion(completion::CompletionArgs),
+    /// Print the plugin's version, policy ABI and build information.
+    Version(version::VersionArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -240,31 +240,23 @@ fn write_value(
     Ok(())
 }
 
-/// Write objects as a YAML stream (`---` between documents) or, in JSON, one object alone or
-/// several as a `v1` `List`, like kubectl.
+/// Write objects as kubectl does (see [`crate::ui::output`]).
 fn write_objects(
     out: &mut impl Write,
     objects: &[serde_json::Value],
     format: OutputFormat,
 ) -> anyhow::Result<()> {
-    match format {
-        OutputFormat::Yaml => {
-            for (i, obj) in objects.iter().enumerate() {
-                if i > 0 {
-                    writeln!(out, "---")?;
-                }
-                write!(out, "{}", serde_yaml::to_string(obj)?)?;
-            }
-        }
-        OutputFormat::Json => {
-            let doc = match objects {
-                [one] => one.clone(),
-                many => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": many}),
-            };
-            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    crate::ui::output::write_objects(out, objects, format.into())?;
+    Ok(())
+}
+
+impl From<OutputFormat> for crate::ui::output::Format {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Yaml => crate::ui::output::Format::Yaml,
+            OutputFormat::Json => crate::ui::output::Format::Json,
         }
     }
-    Ok(())
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

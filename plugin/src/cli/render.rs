@@ -11,7 +11,7 @@ use super::{GlobalArgs, OutputFormat};
 use crate::istio::{MtlsMode as PeerMode, TlsMode};
 use crate::render::{self, RenderOptions};
 use crate::spec::{self, MtlsMode, Release};
-use crate::ui::output::{self, Format};
+use crate::ui::output;
 
 /// Arguments of `render`.
 #[derive(Debug, Args)]
@@ -78,12 +78,8 @@ pub fn run(args: RenderArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
             release.name()
         )
     })?;
-    let format = match args.output {
-        OutputFormat::Yaml => Format::Yaml,
-        OutputFormat::Json => Format::Json,
-    };
     let mut out = std::io::stdout().lock();
-    output::write_objects(&mut out, rendered.objects(), format)?;
+    output::write_objects(&mut out, rendered.objects(), args.output.into())?;
     out.flush()?;
     Ok(())
 }
