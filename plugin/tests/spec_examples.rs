@@ -182,9 +182,19 @@ fn voting_example_gateway_vs_uses_all_hosts() {
     let release = spec::load_file(&examples_dir().join("voting-app.yaml")).unwrap();
     assert_eq!(release.spec.services[0].hosts, ["*"]);
     assert!(release.spec.services[1].hosts.is_empty());
-    // The cookie the voting app's feature flag sets, as the builtin policy matches it.
-    assert_eq!(
-        spec::cookie_regex("featureflag=on"),
-        "^(.*?;)?(featureflag=on)(;.*)?$"
-    );
+    // The cookie the voting app's feature flag sets, as the builtin policy matches it: first,
+    // or after others separated by "; " as browsers send them.
+    let re = spec::cookie_regex("featureflag=on");
+    assert_eq!(re, "^(.*?;\\s*)?(featureflag=on)(;.*)?$");
+    let re = regex::Regex::new(&re).unwrap();
+    for header in [
+        "featureflag=on",
+        "a=1;featureflag=on",
+        "a=1; featureflag=on; b=2",
+    ] {
+        assert!(re.is_match(header), "{header}");
+    }
+    for header in ["featureflag=off", "xfeatureflag=on", "a=1; featureflag=onx"] {
+        assert!(!re.is_match(header), "{header}");
+    }
 }

@@ -80,7 +80,12 @@ impl Testers {
 }
 
 /// The RE2 matching a cookie `name=value` anywhere in a `cookie` header:
-/// `user=tester` → `^(.*?;)?(user=tester)(;.*)?$`.
+/// `user=tester` → `^(.*?;\s*)?(user=tester)(;.*)?$` (regex metacharacters in the cookie are
+/// escaped: it is matched literally).
+///
+/// The tutorials' regex, `^(.*?;)?(user=tester)(;.*)?$`, only matches when the cookie comes
+/// first: browsers separate cookies with `"; "` (RFC 6265 §4.2.1), so in `a=1; user=tester`
+/// the tester cookie follows a space the tutorial regex has no room for. `\s*` makes room.
 pub fn cookie_regex(cookie: &str) -> String {
     let mut escaped = String::with_capacity(cookie.len());
     for c in cookie.chars() {
@@ -89,7 +94,7 @@ pub fn cookie_regex(cookie: &str) -> String {
         }
         escaped.push(c);
     }
-    format!("^(.*?;)?({})(;.*)?$", escaped)
+    format!("^(.*?;\\s*)?({})(;.*)?$", escaped)
 }
 
 /// Destinations sending `canary_weight` percent to the canary and the rest to stable; a single
@@ -330,8 +335,11 @@ mod tests {
 
     #[test]
     fn cookie_regex_matches_the_seed() {
-        assert_eq!(cookie_regex("user=tester"), "^(.*?;)?(user=tester)(;.*)?$");
-        assert_eq!(cookie_regex("a.b=c"), "^(.*?;)?(a\\.b=c)(;.*)?$");
+        assert_eq!(
+            cookie_regex("user=tester"),
+            "^(.*?;\\s*)?(user=tester)(;.*)?$"
+        );
+        assert_eq!(cookie_regex("a.b=c"), "^(.*?;\\s*)?(a\\.b=c)(;.*)?$");
     }
 
     #[test]
@@ -359,7 +367,7 @@ mod tests {
         assert_eq!(frontend.len(), 2);
         assert_eq!(
             frontend[0].matches[0].headers["cookie"],
-            StringMatch::Regex("^(.*?;)?(user=tester)(;.*)?$".into())
+            StringMatch::Regex("^(.*?;\\s*)?(user=tester)(;.*)?$".into())
         );
         assert_eq!(frontend[1].to, vec![to(Role::Stable)]);
         let forecast = &routes["forecast"];

@@ -8,11 +8,7 @@ use serde_json::Value;
 use super::error::FieldError;
 use super::model::{AnalysisSpec, PolicySpec, Release, ServiceSpec, API_VERSION, KIND};
 
-/// The regex the built-in policy builds from `testers.cookie` (`user=tester` →
-/// `^(.*?;)?(user=tester)(;.*)?$`, as in seed 003).
-pub fn cookie_regex(cookie: &str) -> String {
-    format!("^(.*?;)?({cookie})(;.*)?$")
-}
+pub use policy_sdk::stages::cookie_regex;
 
 /// Collects problems.
 #[derive(Default)]
@@ -407,11 +403,19 @@ fn testers_config(p: &mut Problems, at: &str, testers: &Value) {
             let path = format!("{at}.cookie");
             match cookie.as_str() {
                 Some(text) if text.is_empty() => p.push(path, text, "must not be empty"),
-                Some(text) if text.contains(';') => p.push(
-                    path,
-                    text,
-                    format!("cookie {} must not contain ';'", quote(text)),
-                ),
+                Some(text)
+                    if !text.contains('=')
+                        || text.contains(|c: char| c == ';' || c.is_whitespace()) =>
+                {
+                    p.push(
+                        path,
+                        text,
+                        format!(
+                            "cookie {} must be name=value, without ';' or spaces (e.g. user=tester)",
+                            quote(text)
+                        ),
+                    )
+                }
                 Some(text) => p.rule(path, rules::check_regex(&cookie_regex(text))),
                 None => p.push(
                     path,
