@@ -13,6 +13,7 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod init;
 mod lint;
 mod mtls;
 mod version;
@@ -113,6 +114,8 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Write a release spec from the live Services and Deployments of a namespace.
+    Init(init::InitArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),
         Command::Mtls(args) => block_on(mtls::run(args, &global)),
+        Command::Init(args) => block_on(init::run(args, &global)),
     }
 }
 

@@ -56,7 +56,9 @@ pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, 
     Ok(inv)
 }
 
-async fn get_namespace(cluster: &Cluster, ns: &str) -> Result<Value, ClusterError> {
+/// Get the Namespace `ns`; one that does not exist is a 404 [`ClusterError::Api`] saying what to
+/// check.
+pub async fn get_namespace(cluster: &Cluster, ns: &str) -> Result<Value, ClusterError> {
     let ar = kube::core::ApiResource::from_gvk_with_plural(
         &kube::core::GroupVersionKind::gvk("", "v1", "Namespace"),
         "namespaces",
@@ -98,7 +100,7 @@ pub async fn list_selected(
         Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &ar),
         None => Api::all_with(cluster.client.clone(), &ar),
     };
-    let target = Target::new(&format!("{} list", kind.kind), namespace.unwrap_or(""), "");
+    let target = Target::new(&format!("{}s", kind.kind), namespace.unwrap_or(""), "");
     let list = api.list(params).await.map_err(|e| match e {
         kube::Error::Api(status) if status.code == 404 && !kind.group.is_empty() => {
             ClusterError::Api {
