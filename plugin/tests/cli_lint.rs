@@ -84,6 +84,9 @@ fn codes(doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Objects, and the (code, field) findings they must give.
+type Case = (Vec<Value>, Vec<(&'static str, &'static str)>);
+
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -122,7 +125,7 @@ fn a_clean_set_passes_with_exit_0_in_every_format() {
 
 #[test]
 fn each_error_code_fails_with_exit_1() {
-    let cases: Vec<(Vec<Value>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             edited("VirtualService", |vs| {
                 vs["spec"]["http"][0]["route"][1]["destination"]["subset"] = json!("v4")
@@ -172,7 +175,7 @@ fn each_error_code_fails_with_exit_1() {
 
 #[test]
 fn warnings_pass_unless_fail_on_warning() {
-    let cases: Vec<(Vec<Value>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             edited("Namespace", |ns| ns["metadata"]["labels"] = json!({})),
             vec![("IST0102", "metadata.labels")],
