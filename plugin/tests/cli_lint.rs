@@ -264,6 +264,12 @@ fn human_output_lists_findings_and_the_error_line_says_how_many() {
         run.stdout
     );
     assert!(run.stdout.contains("\n    fix: "), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .ends_with(&format!("\n1 error, 0 warnings in {}\n", file.display())),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         run.one_line_error(),
         "error: lint found 1 problem at or above error"

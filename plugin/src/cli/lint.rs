@@ -294,10 +294,15 @@ fn print_human(out: &mut impl Write, findings: &[Finding], scope: &str) -> std::
             writeln!(out, "    fix: {}", f.fix)?;
         }
     }
-    let s = summary(findings);
+    let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
     writeln!(
         out,
-        "{} errors, {} warnings in {scope}",
-        s["errors"], s["warnings"]
+        "{}, {} in {scope}",
+        plural(count(Severity::Error), "error"),
+        plural(count(Severity::Warning), "warning")
     )
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
