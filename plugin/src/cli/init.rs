@@ -54,7 +54,12 @@ pub async fn run(args: InitArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let cluster = Cluster::connect(&global.connect_options()).await?;
     let ns = cluster.namespace.clone();
-    cluster::inventory::get_namespace(&cluster, &ns).await?;
+    match cluster::inventory::get_namespace(&cluster, &ns).await {
+        Ok(_) => {}
+        // Namespace-scoped rights may not read the Namespace object; the lists below still tell.
+        Err(e) if e.status_code() == Some(403) => {}
+        Err(e) => return Err(e.into()),
+    }
     let services = cluster::inventory::list(&cluster, resources::SERVICE, Some(&ns)).await?;
     let deployments = cluster::inventory::list(&cluster, resources::DEPLOYMENT, Some(&ns)).await?;
     let virtual_services = virtual_services(&cluster, &ns).await?;

@@ -139,9 +139,8 @@ pub(crate) async fn gather(
         let mut options = global.connect_options();
         options.namespace = namespace.clone();
         let cluster = Cluster::connect(&options).await?;
-        inventory = cluster::inventory::read(&cluster, istio_namespace)
-            .await
-            .with_context(|| format!("cannot read namespace {}", cluster.namespace))?;
+        // The error names the request and the namespace already.
+        inventory = cluster::inventory::read(&cluster, istio_namespace).await?;
         ctx.pods_known = true;
         ctx.gateways_known = true;
         scope.push(format!("namespace {}", cluster.namespace));

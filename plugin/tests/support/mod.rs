@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod fake_api;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
