@@ -13,7 +13,8 @@
 //!   - one version deployed: it is stable; `--canary-version` names the canary (required);
 //!   - two versions: the lower one in natural order (`v1` < `v2` < `v10`, `1.9` < `1.10`) is
 //!     stable, the other canary — unless `--canary-version` or `--stable-version` names one of
-//!     them, then the other takes the other role;
+//!     them, then the other takes the other role (a new `--canary-version` needs
+//!     `--stable-version` too);
 //!   - more than two: `--stable-version` and `--canary-version` are both required (bookinfo's
 //!     reviews runs v1, v2 and v3 at once: only the operator knows which one serves users).
 //! - VirtualServices of the namespace that route to the service and are bound to ingress
@@ -527,6 +528,12 @@ fn choose_versions(
                 ))
             }
             (None, Some(c)) => {
+                if !deployed.iter().any(|v| v.version == c) {
+                    return Err(problem(format!(
+                        "--canary-version {c} is not deployed and two versions are ({listed}); \
+                         pass --stable-version too, to say which of them serves users"
+                    )));
+                }
                 let canary = find("--canary-version", c)?;
                 let stable = if canary == *low { high } else { low };
                 Ok((
@@ -1087,6 +1094,24 @@ mod tests {
         assert_eq!(
             versions(&scaffold.release),
             [("v2".into(), "v1".into(), None)]
+        );
+        let new_canary = Options {
+            canary_version: Some("v3".into()),
+            ..Options::default()
+        };
+        assert_eq!(
+            world.error(&["reviews"], &new_canary),
+            "service reviews: --canary-version v3 is not deployed and two versions are (v1, v2); \
+             pass --stable-version too, to say which of them serves users"
+        );
+        let both = Options {
+            stable_version: Some("v2".into()),
+            ..new_canary
+        };
+        let scaffold = world.init(&["reviews"], &both).unwrap();
+        assert_eq!(
+            versions(&scaffold.release),
+            [("v2".into(), "v3".into(), None)]
         );
         let unknown = Options {
             stable_version: Some("v9".into()),
