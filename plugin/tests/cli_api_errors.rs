@@ -27,7 +27,7 @@ fn commands(kubeconfig: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn a_namespace_that_does_not_exist_is_named_with_what_to_check() {
-    let url = serve(|_, path| {
+    let url = serve(|_, path, _| {
         if path.starts_with("/api/v1/namespaces/nope") {
             (
                 404,
@@ -39,7 +39,8 @@ fn a_namespace_that_does_not_exist_is_named_with_what_to_check() {
                 status(500, "InternalError", &format!("unexpected {path}")),
             )
         }
-    });
+    })
+    .url;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &url, "nope");
     for args in commands(config.to_str().unwrap()) {
@@ -58,7 +59,7 @@ fn a_namespace_that_does_not_exist_is_named_with_what_to_check() {
 
 #[test]
 fn missing_rbac_says_which_request_was_forbidden() {
-    let url = serve(|_, path| {
+    let url = serve(|_, path, _| {
         (
             403,
             status(
@@ -67,7 +68,8 @@ fn missing_rbac_says_which_request_was_forbidden() {
                 &format!("User \"dev\" cannot access {path}"),
             ),
         )
-    });
+    })
+    .url;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &url, "shop");
     for args in commands(config.to_str().unwrap()) {
@@ -96,7 +98,7 @@ fn missing_rbac_says_which_request_was_forbidden() {
 fn namespace_scoped_rights_are_enough_to_lint() {
     // The Namespace object itself is forbidden (a RoleBinding grants nothing cluster-wide), and
     // so are cluster-wide Gateways; everything in the namespace may be listed, and is empty.
-    let url = serve(|_, path| {
+    let url = serve(|_, path, _| {
         let namespaced = path.starts_with("/api/v1/namespaces/shop/")
             || path.contains("/namespaces/shop/")
             || path.contains("/namespaces/istio-system/");
@@ -112,7 +114,8 @@ fn namespace_scoped_rights_are_enough_to_lint() {
                 status(403, "Forbidden", &format!("cannot access {path}")),
             )
         }
-    });
+    })
+    .url;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &url, "shop");
     let config = config.to_str().unwrap();
@@ -130,7 +133,7 @@ fn namespace_scoped_rights_are_enough_to_lint() {
 
 #[test]
 fn refused_credentials_point_at_the_kubeconfig_user() {
-    let url = serve(|_, _| (401, status(401, "Unauthorized", "Unauthorized")));
+    let url = serve(|_, _, _| (401, status(401, "Unauthorized", "Unauthorized"))).url;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &url, "shop");
     let run = canary(["--kubeconfig", config.to_str().unwrap(), "lint"]).code(1);

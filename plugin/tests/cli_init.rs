@@ -83,7 +83,7 @@ fn shop_server(istio: bool) -> String {
                                      "spec": {"containers": [{"name": "reviews",
                                               "image": format!("bookinfo/reviews:{version}")}]}}}})
     };
-    support::fake_api::serve(move |_, path| {
+    support::fake_api::serve(move |_, path, _| {
         let path = path.split('?').next().unwrap_or(path);
         match path {
             "/api/v1/namespaces/shop" => (
@@ -120,6 +120,7 @@ fn shop_server(istio: bool) -> String {
             ),
         }
     })
+    .url
 }
 
 #[test]
