@@ -380,6 +380,26 @@ fn a_release_spec_is_checked_against_the_objects() {
 }
 
 #[test]
+fn a_directory_may_hold_the_spec_beside_the_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    write_objects(dir.path(), "a-objects.yaml", &healthy());
+    write(dir.path(), "b-release.yaml", &SPEC.replace("CANARY", "v4"));
+    let run = canary([
+        "lint",
+        "--local",
+        "-f",
+        dir.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ])
+    .code(1);
+    assert_eq!(
+        codes(&run.json()),
+        pairs(&[("KC0003", "spec.services[0].canary.version")])
+    );
+}
+
+#[test]
 fn a_service_missing_from_the_files_is_reported_on_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write(dir.path(), "spec.yaml", &SPEC.replace("CANARY", "v3"));
