@@ -14,8 +14,15 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod exit;
+pub mod istio;
+pub mod labels;
 pub mod lint;
 pub mod manifest;
+pub mod policy;
+pub mod release;
+pub mod render;
+pub mod sim;
 pub mod spec;
 pub mod ui;

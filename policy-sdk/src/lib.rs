@@ -1,8 +1,10 @@
 //! # policy-sdk
 //!
 //! Everything a kubectl-canary policy author needs: the typed policy input and decision
-//! (ABI v1, see the project's `policy-abi` design brief), and — in later modules — the
-//! `export_policy!` macro, stage helpers and a native test harness.
+//! (ABI v1, see the project's `policy-abi` design brief), the [`export_policy!`] macro writing a
+//! module's exports and metadata, a [`log`] helper, [`stages`] helpers for common stage logic,
+//! [`time`] helpers (policies have no clock: `now` is in the input), and a native test harness,
+//! [`testing`].
 //!
 //! The same types are used by the host (the `kubectl-canary` plugin) to validate decisions and
 //! render Istio objects, so the wire format has exactly one definition.
@@ -10,8 +12,13 @@
 //! This crate compiles with rustc 1.63 (Debian's wasm32 toolchain) and current stable.
 #![deny(missing_docs)]
 
+pub mod abi;
+pub mod log;
 #[cfg(feature = "rules")]
 pub mod rules;
+pub mod stages;
+pub mod testing;
+pub mod time;
 pub mod types;
 
 pub use types::*;

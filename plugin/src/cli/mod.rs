@@ -13,9 +13,16 @@ use crate::exit;
 use crate::ui::color::ColorChoice;
 
 mod completion;
+mod demo;
+mod explain;
+mod get;
 mod init;
 mod lint;
 mod mtls;
+mod plan;
+mod policy_decider;
+mod release;
+mod render;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -46,7 +53,7 @@ pub struct Cli {
 }
 
 /// Flags shared by every command, named as kubectl names them.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Namespace of the release and its services (default: the kubeconfig context's namespace).
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
@@ -105,6 +112,29 @@ pub struct MutationArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a release from a spec: pre-checks, the canary Deployment if `image` is set,
+    /// DestinationRule subsets, then the policy's first stage.
+    Start(release::StartArgs),
+    /// Ask the policy for one decision and apply it.
+    Step(release::ReleaseArgs),
+    /// Decide, apply and wait, stage after stage, until the release completes or rolls back.
+    Run(release::RunArgs),
+    /// Set the canary's share of traffic by hand (recorded; the release pauses until `step`).
+    SetWeight(release::SetWeightArgs),
+    /// Send all traffic to the canary now.
+    Promote(release::ReleaseArgs),
+    /// Make the canary the only version: old subset out, old Deployments deleted (`--keep-old`).
+    Finalize(release::FinalizeArgs),
+    /// Send all traffic back to stable; the canary keeps running.
+    Abort(release::ReleaseArgs),
+    /// Revert a finalize from the snapshot kept in the release state.
+    Undo(release::FinalizeArgs),
+    /// Every stage of a release, offline: the spec's policy runs with a simulated clock and
+    /// healthy (or given) metrics; the routing table of each stage, or its objects.
+    Plan(plan::PlanArgs),
+    /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
+    /// stage, with routing and simulated traffic.
+    Demo(demo::DemoArgs),
     /// Print shell completion code (bash, zsh, fish, powershell, elvish).
     Completion(completion::CompletionArgs),
     /// Print the plugin's version, policy ABI and build information.
@@ -114,6 +144,17 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Route simulator: which subset a request (or caller) reaches, and which rule decided.
+    Explain(explain::ExplainArgs),
+    /// Print the Istio objects of a release at a stage (default: the baseline), offline.
+    Render(render::RenderArgs),
+    /// Show a release as a tree: services, subsets with weights and ready pods, the rules in
+    /// force, and the last decision (`--watch` to follow it).
+    Get(get::GetArgs),
+    /// List the releases in the namespace.
+    List(get::ListArgs),
+    /// Show the decisions of a release, oldest first.
+    History(get::HistoryArgs),
     /// Write a release spec from the live Services and Deployments of a namespace.
     Init(init::InitArgs),
 }
@@ -147,10 +188,25 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
+        Command::Start(args) => block_on(release::start(args, &global)),
+        Command::Step(args) => block_on(release::step(args, &global)),
+        Command::Run(args) => block_on(release::run(args, &global)),
+        Command::SetWeight(args) => block_on(release::set_weight(args, &global)),
+        Command::Promote(args) => block_on(release::promote(args, &global)),
+        Command::Finalize(args) => block_on(release::finalize(args, &global)),
+        Command::Abort(args) => block_on(release::abort(args, &global)),
+        Command::Undo(args) => block_on(release::undo(args, &global)),
+        Command::Plan(args) => plan::run(args, &global),
+        Command::Demo(args) => block_on(demo::run(args, &global)),
         Command::Completion(args) => completion::run(args),
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),
         Command::Mtls(args) => block_on(mtls::run(args, &global)),
+        Command::Explain(args) => explain::run(args, &global),
+        Command::Render(args) => render::run(args, &global),
+        Command::Get(args) => block_on(get::get(args, &global)),
+        Command::List(args) => block_on(get::list(args, &global)),
+        Command::History(args) => block_on(get::history(args, &global)),
         Command::Init(args) => block_on(init::run(args, &global)),
     }
 }

@@ -3,7 +3,8 @@
 //! route to a subset missing from its DestinationRule**, and mTLS clients switch before servers.
 //!
 //! The order, per transition:
-//! 1. new Deployments (a subset must select pods before traffic is sent to it);
+//! 1. missing Deployments (a subset must select pods before traffic is sent to it; existing
+//!    Deployments are never rewritten);
 //! 2. DestinationRules with the *union* of live and desired subsets (subsets before references);
 //! 3. VirtualServices (references move);
 //! 4. DestinationRules with exactly the desired subsets (old subsets go once unreferenced);
@@ -95,8 +96,10 @@ impl Op {
 /// `delete_deployments` lists them: the plugin never deletes what it was not asked to.
 pub fn plan(live: &ObjectSet, desired: &ObjectSet, delete_deployments: &[String]) -> Vec<Op> {
     let mut ops = Vec::new();
+    // Deployments are only ever created: once running, their spec is defaulted by the server
+    // and owned by whoever scales or edits them, and the plugin must not fight that.
     for (name, want) in &desired.deployments {
-        if differs(live.deployments.get(name), want) {
+        if !live.deployments.contains_key(name) {
             ops.push(Op::Apply(want.clone()));
         }
     }

@@ -17,12 +17,7 @@ use serde::Serialize;
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
 
-/// Label marking every object the plugin manages.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "kubectl-canary";
-/// Label carrying the release name.
-pub const RELEASE_LABEL: &str = "canary.kubectl.dev/release";
+pub use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
 /// The ConfigMap key holding the JSON record.
 pub const STATE_KEY: &str = "state.json";
 

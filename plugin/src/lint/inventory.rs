@@ -1,4 +1,5 @@
-//! The objects lint looks at, sorted by kind, with small accessors over their JSON.
+//! The objects lint looks at, sorted by kind, and small accessors over Kubernetes objects as JSON
+//! (also used by other modules that read cluster objects).
 
 use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@
 
 mod checks;
 mod finding;
-mod inventory;
+pub mod inventory;
 pub mod mtls;
 
 pub use checks::{run, LintContext};

@@ -161,7 +161,7 @@ pub fn describe_rule(rule: &Rule) -> String {
     } else {
         rule.matches
             .iter()
-            .map(describe_match)
+            .map(describe_match_text)
             .collect::<Vec<_>>()
             .join(" OR ")
     };
@@ -186,7 +186,8 @@ pub fn describe_rule(rule: &Rule) -> String {
     format!("{when} → {to}")
 }
 
-fn describe_match(m: &Match) -> String {
+/// One line for a match block: its conditions joined with AND.
+pub fn describe_match_text(m: &Match) -> String {
     let mut parts = Vec::new();
     for (name, value) in &m.headers {
         parts.push(format!("header {name} {}", string_match(value)));

@@ -27,6 +27,19 @@ pub fn plugin_dir() -> &'static Path {
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
+        // Cargo gives this test process per-crate variables (CARGO_MANIFEST_DIR, CARGO_PKG_*);
+        // passed on, they would make the nested build look different (ring's build script
+        // tracks CARGO_MANIFEST_DIR) and rebuild half the tree on every test run.
+        for (key, _) in std::env::vars_os() {
+            let key_text = key.to_string_lossy();
+            let keep = matches!(
+                key_text.as_ref(),
+                "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_TERM_COLOR" | "CARGO_BUILD_JOBS"
+            );
+            if key_text.starts_with("CARGO_") && !keep {
+                build.env_remove(&key);
+            }
+        }
         // Always ask cargo: it is a no-op when the binary is fresh, and a stale binary would
         // test old code.
         let status = build.status().expect("run cargo build");
@@ -203,5 +216,154 @@ impl Run {
                 self.command, self.stdout
             )
         })
+    }
+}
+
+/// The workspace root (for `examples/` and `../shared`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Istio's real CRD bundle, when `../shared` is beside the workspace (CI always has it).
+pub fn istio_crd_bundle() -> Option<String> {
+    let path = workspace_root().join("../shared/fixtures/istio/customresourcedefinitions.gen.yaml");
+    std::fs::read_to_string(path).ok()
+}
+
+/// An emulated cluster with Istio's kinds, and kubectl pointed at it.
+pub struct TestCluster {
+    /// The emulated API server (its audit log and faults are the tests' instruments).
+    pub emulator: kube_emulator::Emulator,
+    /// kubectl with the emulator's kubeconfig and kubectl-canary on PATH.
+    pub kubectl: Kubectl,
+}
+
+impl TestCluster {
+    /// Start an emulator with Istio's CRDs (the real bundle when `../shared` is present, else
+    /// the demo's open-schema definitions); `None` when kubectl is missing (the caller skips).
+    pub async fn start(test: &str) -> Option<TestCluster> {
+        Self::start_with(test, istio_crd_bundle()).await
+    }
+
+    /// Like [`TestCluster::start`] but always with the open-schema Istio CRDs: much faster to
+    /// install, for tests that start many clusters (the crash matrix).
+    pub async fn start_light(test: &str) -> Option<TestCluster> {
+        Self::start_with(test, None).await
+    }
+
+    async fn start_with(test: &str, bundle: Option<String>) -> Option<TestCluster> {
+        let Some(kubectl) = Kubectl::new() else {
+            skip(test, "no kubectl on PATH");
+            return None;
+        };
+        let emulator = kube_emulator::Emulator::start(kube_emulator::Options::default())
+            .await
+            .expect("start the emulated API server");
+        match bundle {
+            Some(bundle) => {
+                emulator
+                    .apply_yaml(&bundle)
+                    .expect("install Istio's CRD bundle");
+            }
+            None => {
+                emulator
+                    .apply_yaml(kubectl_canary::demo::workloads::ISTIO_CRDS)
+                    .expect("install Istio CRDs");
+            }
+        }
+        let kubectl = kubectl.kubeconfig(emulator.kubeconfig_path());
+        Some(TestCluster { emulator, kubectl })
+    }
+
+    /// Load `examples/<file>`, create the workloads it expects, and return the spec's path and
+    /// release.
+    pub fn example(&self, file: &str) -> (PathBuf, kubectl_canary::spec::Release) {
+        let path = workspace_root().join("examples").join(file);
+        let spec = kubectl_canary::spec::load_file(&path).expect("example spec");
+        for object in kubectl_canary::demo::workloads::workloads_for(&spec) {
+            let yaml = serde_yaml::to_string(&object).expect("yaml");
+            self.emulator.apply_yaml(&yaml).expect("create workload");
+        }
+        (path, spec)
+    }
+
+    /// `kubectl canary <args>` (blocking; call from a multi-threaded runtime).
+    pub fn canary<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut all: Vec<OsString> = vec!["canary".into()];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.kubectl.run(all)
+    }
+
+    /// `kubectl get <resource> <name> -n <ns> -o json`.
+    #[track_caller]
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> serde_json::Value {
+        self.kubectl
+            .run(["get", resource, name, "-n", namespace, "-o", "json"])
+            .success()
+            .json()
+    }
+
+    /// Whether `kubectl get` finds the object.
+    pub fn exists(&self, resource: &str, namespace: &str, name: &str) -> bool {
+        self.kubectl
+            .run(["get", resource, name, "-n", namespace, "-o", "name"])
+            .code
+            == Some(0)
+    }
+
+    /// Assert that no state the server went through had a VirtualService routing to a subset
+    /// its DestinationRule lacks (the 503 window make-before-break must avoid).
+    #[track_caller]
+    pub fn assert_no_dangling_subsets(&self) {
+        use kubectl_canary::cluster::order::{dangling_subsets, ObjectSet};
+        let result = self.emulator.audit().check(|state| {
+            let objects = state
+                .of("networking.istio.io", "virtualservices")
+                .into_iter()
+                .chain(state.of("networking.istio.io", "destinationrules"))
+                .cloned();
+            let (set, _) = ObjectSet::from_objects(objects);
+            let dangling = dangling_subsets(&set);
+            if dangling.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("routes to missing subsets: {dangling:?}"))
+            }
+        });
+        if let Err((record, message)) = result {
+            panic!(
+                "after request #{} ({} {} -> {}): {message}",
+                record.seq, record.method, record.path, record.status
+            );
+        }
+    }
+
+    /// Weights of the catch-all (last) rule of VirtualService `name`, by subset.
+    #[track_caller]
+    pub fn default_weights(&self, namespace: &str, name: &str) -> Vec<(String, u64)> {
+        let vs = self.get("virtualservice", namespace, name);
+        let rules = vs["spec"]["http"].as_array().expect("http rules");
+        let last = rules.last().expect("a rule");
+        last["route"]
+            .as_array()
+            .expect("route")
+            .iter()
+            .map(|d| {
+                (
+                    d["destination"]["subset"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    d["weight"].as_u64().unwrap_or(100),
+                )
+            })
+            .collect()
     }
 }

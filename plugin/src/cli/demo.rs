@@ -1,0 +1,84 @@
+//! `kubectl canary demo`: seed 000's voting app released stage by stage on an embedded
+//! emulated cluster, with the routing and simulated traffic after every stage.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::demo::run::{self, DemoOptions};
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Nothing outside this process is touched: the cluster is an emulated \
+Kubernetes API server on 127.0.0.1 that lives as long as the command (or until Ctrl-C with --keep)."
+)]
+pub struct DemoArgs {
+    /// Keep the emulated cluster running after the demo and print its kubeconfig, to explore
+    /// it with kubectl (Ctrl-C stops it).
+    #[arg(long)]
+    pub keep: bool,
+    /// With --keep: write the kubeconfig here instead of a temporary file.
+    #[arg(long, value_name = "FILE", requires = "keep")]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Simulated requests per stage.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub requests: u64,
+    /// Where compiled policy modules are cached.
+    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Run the demo.
+pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    let emulator = kube_emulator::Emulator::start(kube_emulator::Options {
+        kubeconfig: args.write_kubeconfig.clone(),
+        record_states: false,
+        ..kube_emulator::Options::default()
+    })
+    .await?;
+    let spec = run::demo_spec()?;
+    let decider = super::policy_decider::for_spec(&spec.spec.policy, args.cache_dir.as_deref())?;
+    let mut stdout = std::io::stdout();
+    let mut io_error = None;
+    let mut print = |text: &str| {
+        if io_error.is_none() {
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                io_error = Some(e);
+            }
+        }
+    };
+    let result = run::run(
+        &emulator,
+        DemoOptions {
+            decider: decider.as_ref(),
+            requests: args.requests,
+            print: &mut print,
+        },
+    )
+    .await;
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    result?;
+    if args.keep {
+        println!(
+            "\nThe emulated cluster keeps running. In another terminal:\n  \
+             export KUBECONFIG={}\n  \
+             kubectl get virtualservices,destinationrules -n voting\n  \
+             kubectl canary get voting-v2 -n voting\n  \
+             kubectl canary history voting-v2 -n voting\n  \
+             kubectl canary undo voting-v2 -n voting\n\
+             Ctrl-C stops it.",
+            emulator.kubeconfig_path().display()
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    emulator.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! `kubectl canary plan -f spec.yaml`: every stage of a release, offline. The spec's policy runs
+//! exactly as it would against a cluster, with the clock advanced by the waits it asks for and
+//! metrics simulated healthy (or read from `--metrics`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use policy_sdk::{
+    Action, Event, HistoryEntry, Input, MetricSample, Phase, Role, State, ABI_VERSION,
+};
+use serde_json::{json, Value};
+
+use super::{GlobalArgs, OutputFormat};
+use crate::release::desired::render_options;
+use crate::release::view::share;
+use crate::render;
+use crate::spec::{self, Release};
+use crate::ui::table::Table;
+use crate::ui::tree::{describe_match_text, describe_rule};
+
+/// Arguments of `plan`.
+#[derive(Debug, Args)]
+#[command(after_help = "Output: a routing table per stage; -o json gives\n  \
+{\"stages\": [{\"index\", \"name\", \"action\", \"reason\", \"services\": {\"<svc>\": [{\"rule\", \"match\", \"destinations\": [{\"subset\", \"percent\"}]}]}}]}\n\
+and -o yaml the Istio objects of every stage, each stage's documents after a comment naming it.")]
+pub struct PlanArgs {
+    /// The release spec.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Metric samples handed to the policy at every decision, as JSON
+    /// (`{"success-rate": {"stable": 99.9, "canary": 97.0}}`); default: healthy values.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// Stop after this many decisions (a policy that never completes).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_decisions: u32,
+    /// Where compiled policy modules are cached.
+    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print JSON (the stages) or YAML (the objects of every stage).
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+}
+
+/// One planned stage.
+struct Planned {
+    stage: policy_sdk::Stage,
+    action: Action,
+    reason: String,
+    phase: Phase,
+}
+
+/// Run the plan and print it.
+pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    let release = spec::load_file(&args.file)?;
+    let decider = super::policy_decider::for_spec(&release.spec.policy, args.cache_dir.as_deref())?;
+    let metrics = match &args.metrics {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"<metric>\": {{\"stable\": n, \"canary\": n}}}}",
+                    path.display()
+                )
+            })?
+        }
+        None => healthy_metrics(&release),
+    };
+    let stages = plan(&release, decider.as_ref(), &metrics, args.max_decisions)?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        Some(OutputFormat::Json) => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&to_json(&release, &stages))?
+            )?;
+        }
+        Some(OutputFormat::Yaml) => {
+            let info = release.release_info();
+            let opts = render_options(&release, &[Role::Stable, Role::Canary]);
+            for (i, p) in stages.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                writeln!(
+                    out,
+                    "# stage {} ({}): {} — {}",
+                    p.stage.index,
+                    p.stage.name,
+                    action_name(p.action),
+                    p.reason
+                )?;
+                write!(out, "{}", render::render(&info, &p.stage, &opts)?.to_yaml())?;
+            }
+        }
+        None => {
+            for p in &stages {
+                writeln!(
+                    out,
+                    "stage {} ({}) — {}: {}",
+                    p.stage.index,
+                    p.stage.name,
+                    action_name(p.action),
+                    p.reason
+                )?;
+                let mut table = Table::new(&["service", "rule", "when", "destinations"]);
+                for svc in &release.spec.services {
+                    for (i, rule) in p
+                        .stage
+                        .routes
+                        .get(&svc.name)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
+                        let line = describe_rule(rule);
+                        let (when, to) = line.split_once(" → ").unwrap_or((line.as_str(), ""));
+                        table.row(vec![
+                            svc.name.clone(),
+                            format!("#{i}"),
+                            when.to_string(),
+                            to.to_string(),
+                        ]);
+                    }
+                }
+                write!(out, "{}", table.render())?;
+                writeln!(out)?;
+            }
+            let last = stages.last().map(|p| p.phase);
+            writeln!(
+                out,
+                "{} decisions; the release ends {:?}.",
+                stages.len(),
+                last.unwrap_or(Phase::Progressing)
+            )?;
+        }
+    }
+    Ok(out.flush()?)
+}
+
+/// Healthy samples for every metric the spec or the policy config names: comfortably inside
+/// each threshold.
+fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
+    let mut out = BTreeMap::new();
+    let healthy = |min: Option<f64>, max: Option<f64>| match (min, max) {
+        (Some(min), _) => min.max(0.0) + (100.0 - min).clamp(0.0, 1.0) * 0.9 + 0.0001,
+        (None, Some(max)) => max / 2.0,
+        (None, None) => 100.0,
+    };
+    if let Some(analysis) = &release.spec.analysis {
+        for m in &analysis.metrics {
+            let v = healthy(m.threshold_min, m.threshold_max);
+            out.insert(
+                m.name.clone(),
+                MetricSample {
+                    stable: Some(v),
+                    canary: Some(v),
+                },
+            );
+        }
+    }
+    for entry in release.spec.policy.config["analysis"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = entry["metric"].as_str() {
+            let v = healthy(entry["min"].as_f64(), entry["max"].as_f64());
+            out.insert(
+                name.to_string(),
+                MetricSample {
+                    stable: Some(v),
+                    canary: Some(v),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn plan(
+    release: &Release,
+    decider: &dyn crate::release::Decider,
+    metrics: &BTreeMap<String, MetricSample>,
+    max_decisions: u32,
+) -> anyhow::Result<Vec<Planned>> {
+    let info = release.release_info();
+    let mut now = jiff::Timestamp::now();
+    let mut state = State {
+        stage: 0,
+        phase: Phase::Progressing,
+        stage_started_at: None,
+        history: Vec::new(),
+        override_: None,
+    };
+    let mut stages: Vec<Planned> = Vec::new();
+    let mut event = Event::Start;
+    let mut holds = 0;
+    for _ in 0..max_decisions {
+        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let input = Input {
+            abi: ABI_VERSION,
+            event,
+            now: stamp.clone(),
+            release: info.clone(),
+            config: release.spec.policy.config.clone(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+        };
+        let decision = decider
+            .decide(&input)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("decision {} ({event:?})", stages.len() + holds))?;
+        let wait = decision.requeue_after_seconds.unwrap_or(60).max(1);
+        now = now
+            .checked_add(jiff::SignedDuration::from_secs(
+                i64::try_from(wait).unwrap_or(60),
+            ))
+            .unwrap_or(now);
+        let was_start = event == Event::Start;
+        event = Event::Step;
+        if decision.action == Action::Hold {
+            if was_start {
+                anyhow::bail!("the policy held at start: {}", decision.reason);
+            }
+            holds += 1;
+            if holds > 50 {
+                anyhow::bail!("the policy keeps holding: {}", decision.reason);
+            }
+            continue;
+        }
+        let stage = match (decision.action, decision.stage.clone()) {
+            (_, Some(stage)) => stage,
+            (Action::Rollback, None) => render::baseline_stage(&info),
+            (action, None) => anyhow::bail!("the policy answered {action:?} without a stage"),
+        };
+        let phase = match decision.action {
+            Action::Complete => Phase::Promoted,
+            Action::Rollback => Phase::RolledBack,
+            _ => Phase::Progressing,
+        };
+        state.stage = stage.index;
+        state.phase = phase;
+        state.stage_started_at = Some(stamp.clone());
+        state.history.push(HistoryEntry {
+            stage: stage.index,
+            at: stamp,
+            action: decision.action,
+            reason: decision.reason.clone(),
+        });
+        stages.push(Planned {
+            stage,
+            action: decision.action,
+            reason: decision.reason,
+            phase,
+        });
+        if phase != Phase::Progressing {
+            return Ok(stages);
+        }
+    }
+    anyhow::bail!("the policy did not finish within {max_decisions} decisions (--max-decisions)")
+}
+
+fn action_name(action: Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn to_json(release: &Release, stages: &[Planned]) -> Value {
+    let info = release.release_info();
+    let stages: Vec<Value> = stages
+        .iter()
+        .map(|p| {
+            let services: serde_json::Map<String, Value> = info
+                .services
+                .iter()
+                .map(|svc| {
+                    let rules: Vec<Value> = p
+                        .stage
+                        .routes
+                        .get(&svc.name)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, rule)| {
+                            let destinations: Vec<Value> = [Role::Stable, Role::Canary]
+                                .into_iter()
+                                .filter(|role| rule.to.iter().any(|d| d.subset == *role))
+                                .map(|role| {
+                                    let subset = match role {
+                                        Role::Stable => &svc.stable.subset,
+                                        Role::Canary => &svc.canary.subset,
+                                    };
+                                    json!({"subset": subset, "percent": share(rule, role)})
+                                })
+                                .collect();
+                            json!({
+                                "rule": i,
+                                "match": if rule.matches.is_empty() { Value::Null } else { json!(rule.matches.iter().map(describe_match_text).collect::<Vec<_>>()) },
+                                "destinations": destinations,
+                            })
+                        })
+                        .collect();
+                    (svc.name.clone(), Value::Array(rules))
+                })
+                .collect();
+            json!({
+                "index": p.stage.index,
+                "name": p.stage.name,
+                "action": action_name(p.action),
+                "reason": p.reason,
+                "services": services,
+            })
+        })
+        .collect();
+    json!({ "stages": stages })
+}

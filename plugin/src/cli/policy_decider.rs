@@ -1,0 +1,97 @@
+//! The WebAssembly policy host as the release engine's [`Decider`].
+
+use std::path::Path;
+
+use anyhow::Context;
+use policy_sdk::{Decision, Input};
+
+use crate::policy::{default_cache_dir, Limits, LoadedPolicy, ModuleRef, PolicyHost};
+use crate::release::record::{PolicyIdentity, ReleaseRecord};
+use crate::release::Decider;
+use crate::spec::PolicySpec;
+
+/// A loaded policy with the limits its spec sets.
+struct WasmDecider {
+    policy: LoadedPolicy,
+    limits: Limits,
+    identity: PolicyIdentity,
+}
+
+impl Decider for WasmDecider {
+    fn identity(&self) -> &PolicyIdentity {
+        &self.identity
+    }
+
+    fn decide(&self, input: &Input) -> Result<Decision, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.policy.decide(input, &self.limits)?)
+    }
+}
+
+/// Stands in for a policy that cannot be loaded, so that `abort` still works: every decision
+/// fails with the load error, and the engine's abort goes ahead without the policy.
+struct Unavailable {
+    identity: PolicyIdentity,
+    error: String,
+}
+
+impl Decider for Unavailable {
+    fn identity(&self) -> &PolicyIdentity {
+        &self.identity
+    }
+
+    fn decide(&self, _: &Input) -> Result<Decision, Box<dyn std::error::Error + Send + Sync>> {
+        Err(self.error.clone().into())
+    }
+}
+
+fn host(cache_dir: Option<&Path>) -> anyhow::Result<PolicyHost> {
+    let dir = cache_dir.map(Path::to_path_buf).or_else(default_cache_dir);
+    Ok(PolicyHost::new(dir)?)
+}
+
+fn wrap(spec: &PolicySpec, policy: LoadedPolicy) -> Box<dyn Decider> {
+    let identity = PolicyIdentity {
+        module: spec.module.clone(),
+        sha256: policy.sha256().to_string(),
+        name: policy.name().to_string(),
+    };
+    Box::new(WasmDecider {
+        limits: Limits::from_spec(spec.limits.as_ref()),
+        policy,
+        identity,
+    })
+}
+
+/// The policy a spec names (its `sha256` pin checked before anything runs).
+pub fn for_spec(spec: &PolicySpec, cache_dir: Option<&Path>) -> anyhow::Result<Box<dyn Decider>> {
+    let policy = host(cache_dir)?.load_spec(spec)?;
+    Ok(wrap(spec, policy))
+}
+
+/// The policy a running release was started with: the same module bytes, or an error.
+pub fn for_record(
+    record: &ReleaseRecord,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Box<dyn Decider>> {
+    let spec = &record.spec.spec.policy;
+    let policy = host(cache_dir)?
+        .load(&ModuleRef::parse(&spec.module), Some(&record.policy.sha256))
+        .with_context(|| {
+            format!(
+                "release {} runs policy {} (sha256 {}), which cannot be loaded as it was; \
+                 a release keeps the exact module it started with",
+                record.spec.name(),
+                spec.module,
+                record.policy.sha256
+            )
+        })?;
+    Ok(wrap(spec, policy))
+}
+
+/// A decider for a release whose policy failed to load (see [`Unavailable`]).
+pub fn unavailable(record: &ReleaseRecord, error: anyhow::Error) -> Box<dyn Decider> {
+    Box::new(Unavailable {
+        identity: record.policy.clone(),
+        error: format!("{error:#}"),
+    })
+}

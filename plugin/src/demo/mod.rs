@@ -1,0 +1,5 @@
+//! `kubectl canary demo`: a whole release on an embedded emulated cluster.
+
+pub mod run;
+pub mod traffic;
+pub mod workloads;

@@ -1,0 +1,212 @@
+//! The demo scenario: seed 000's voting app released stage by stage on an embedded emulated
+//! cluster, with the routing and a simulated sample of requests shown after every stage.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use policy_sdk::{Event, Phase};
+
+use super::traffic::{self, Client};
+use super::workloads::{workloads_for, ISTIO_CRDS};
+use crate::cluster::apply::ApplyOptions;
+use crate::cluster::{inventory, resources, Cluster, ConnectOptions};
+use crate::istio::IstioObject;
+use crate::release::view::release_view;
+use crate::release::{Decider, Engine, EngineError, Mode, Outcome, StartOptions};
+use crate::sim::RouteTable;
+use crate::spec::{self, Release};
+use crate::ui::tree;
+
+/// The release the demo runs: seed 000's voting app with a longer ramp than the example, so
+/// each kind of stage shows (testers only, then 20%, 50%, 100%).
+pub const DEMO_SPEC: &str = r#"apiVersion: canary.kubectl.dev/v1alpha1
+kind: Release
+metadata: {name: voting-v2, namespace: voting}
+spec:
+  services:
+    - name: voting-app
+      stable: {version: "1.0"}
+      canary: {version: "2.0"}
+      gateways: [voting/voting-app-gateway]
+      hosts: ["*"]
+    - name: voting-analytics
+      stable: {version: "1.1"}
+      canary: {version: "2.0"}
+    - name: voting-storage
+      stable: {version: "1.0"}
+      canary: {version: "2.0"}
+  policy:
+    module: builtin:progressive
+    config:
+      testers: {cookie: "featureflag=on"}
+      chain: true
+      steps: [0, 20, 50, 100]
+      pause: 5m
+  mtls: strict
+"#;
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The emulated cluster failed.
+    #[error("emulated cluster: {0}")]
+    Emulator(String),
+    /// The release failed.
+    #[error(transparent)]
+    Release(#[from] EngineError),
+    /// Reading the cluster failed.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// The demo's own spec is wrong (a bug).
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    /// Simulating traffic failed.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+}
+
+/// What the demo needs from its caller.
+pub struct DemoOptions<'a> {
+    /// The policy deciding the stages (the built-in `progressive`).
+    pub decider: &'a dyn Decider,
+    /// Simulated requests per stage.
+    pub requests: u64,
+    /// Called with each block of output as it is produced.
+    pub print: &'a mut dyn FnMut(&str),
+}
+
+/// The spec the demo runs.
+pub fn demo_spec() -> Result<Release, spec::SpecError> {
+    spec::parse_str(DEMO_SPEC, "demo")
+}
+
+/// Run the demo on `emulator`: install Istio's kinds and the voting app, then start, step
+/// until promoted, and finalize, printing the routing and simulated traffic after each stage.
+/// Time is simulated: each pause the policy asks for passes instantly.
+pub async fn run(
+    emulator: &kube_emulator::Emulator,
+    options: DemoOptions<'_>,
+) -> Result<Vec<Outcome>, DemoError> {
+    let spec = demo_spec()?;
+    let fail = |e: kube_emulator::Error| DemoError::Emulator(e.to_string());
+    emulator.apply_yaml(ISTIO_CRDS).map_err(fail)?;
+    for object in workloads_for(&spec) {
+        let yaml = serde_yaml::to_string(&object).unwrap_or_default();
+        emulator.apply_yaml(&yaml).map_err(fail)?;
+    }
+    let cluster = Cluster::connect(&ConnectOptions {
+        kubeconfig: Some(emulator.kubeconfig_path().to_path_buf()),
+        namespace: Some(spec.namespace().to_string()),
+        ..ConnectOptions::default()
+    })
+    .await?;
+    let clock = Arc::new(Mutex::new(jiff::Timestamp::now()));
+    let engine_clock = Arc::clone(&clock);
+    let engine = Engine::new(cluster.clone(), Mode::Apply, ApplyOptions::default())
+        .with_clock(move || *engine_clock.lock().unwrap_or_else(|e| e.into_inner()));
+    let print = options.print;
+    print(&format!(
+        "Emulated cluster at {} with the voting app (3 services, versions 1.x and 2.0).\n\
+         Release voting-v2: testers first (cookie featureflag=on), then 20%, 50%, 100%; \
+         2.0 callers only reach 2.0; strict mTLS.\n",
+        emulator.url()
+    ));
+
+    let mut outcomes = Vec::new();
+    let outcome = engine
+        .start(&spec, options.decider, &StartOptions::default())
+        .await?;
+    print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+    let mut wait = outcome.requeue_after_seconds.unwrap_or(0);
+    outcomes.push(outcome);
+    loop {
+        let current = engine.load(spec.name()).await?;
+        if current.record.phase != Phase::Progressing {
+            break;
+        }
+        advance(&clock, wait);
+        let waited = wait;
+        let outcome = engine
+            .decide(current, Event::Step, options.decider, None)
+            .await?;
+        wait = outcome.requeue_after_seconds.unwrap_or(0);
+        let changed = outcome.action != Some(policy_sdk::Action::Hold);
+        if changed {
+            if waited > 0 {
+                print(&format!(
+                    "\n(simulated clock: {} later)",
+                    humantime::format_duration(std::time::Duration::from_secs(waited))
+                ));
+            }
+            print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+        }
+        outcomes.push(outcome);
+        if !changed && wait == 0 {
+            wait = 60;
+        }
+    }
+    let current = engine.load(spec.name()).await?;
+    let outcome = engine.finalize(current, false).await?;
+    print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+    outcomes.push(outcome);
+    Ok(outcomes)
+}
+
+fn advance(clock: &Mutex<jiff::Timestamp>, seconds: u64) {
+    let mut now = clock.lock().unwrap_or_else(|e| e.into_inner());
+    let step = jiff::SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(0));
+    *now = now.checked_add(step).unwrap_or(*now);
+}
+
+/// The decision, the release tree, and where `requests` simulated requests land.
+async fn stage_report(
+    cluster: &Cluster,
+    spec: &Release,
+    outcome: &Outcome,
+    requests: u64,
+) -> Result<String, DemoError> {
+    let ns = Some(cluster.namespace.as_str());
+    let pods = inventory::list(cluster, resources::POD, ns).await?;
+    let mut live = Vec::new();
+    for kind in [resources::VIRTUAL_SERVICE, resources::DESTINATION_RULE] {
+        for value in inventory::list(cluster, kind, ns).await? {
+            if let Ok(Some(object)) = IstioObject::from_value(&value) {
+                live.push(object);
+            }
+        }
+    }
+    let table = RouteTable::new(live)?;
+    let info = spec.release_info();
+    let chain: Vec<String> = spec.spec.services.iter().map(|s| s.name.clone()).collect();
+    let clients = [
+        Client {
+            name: "users".into(),
+            headers: BTreeMap::new(),
+            share: 9,
+        },
+        Client {
+            name: "testers".into(),
+            headers: BTreeMap::from([("cookie".into(), "session=42; featureflag=on".into())]),
+            share: 1,
+        },
+    ];
+    let landing = traffic::walk(&table, &info, &chain, &clients, requests)?;
+    let mut out = String::new();
+    let action = outcome
+        .action
+        .and_then(|a| serde_json::to_value(a).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "converge".into());
+    let _ = writeln!(
+        out,
+        "\n━━ stage {} ({}) — {action}: {}",
+        outcome.record.stage.index, outcome.record.stage.name, outcome.reason
+    );
+    out.push_str(&tree::render(&release_view(&outcome.record, &pods)));
+    let _ = writeln!(out, "{requests} simulated requests (9 users : 1 tester):");
+    for line in traffic::describe(&landing) {
+        let _ = writeln!(out, "  {line}");
+    }
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! Everything that can go wrong with a policy, as values.
+//!
+//! A guest failure is never a panic of the plugin: it comes back as a [`PolicyError`] and the
+//! caller holds (applies nothing). The message the user sees is
+//! `policy <name>@<sha256:12>: <cause>`.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// A policy could not be loaded, or its decision was refused.
+#[derive(Debug, Error)]
+#[error("policy {policy}: {cause}")]
+pub struct PolicyError {
+    /// `<name>@<sha256:12>` once the module's bytes are known, else the module reference.
+    pub policy: String,
+    /// What went wrong.
+    pub cause: Cause,
+}
+
+impl PolicyError {
+    /// An error of `policy` (see [`PolicyError::policy`]).
+    pub fn new(policy: impl Into<String>, cause: Cause) -> PolicyError {
+        PolicyError {
+            policy: policy.into(),
+            cause,
+        }
+    }
+}
+
+/// Why a policy failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The module file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A module source the loader does not handle yet.
+    #[error(
+        "{scheme} modules are not supported yet; use builtin:<name> or a path to a .wasm/.wat file"
+    )]
+    UnsupportedSource {
+        /// `https://` or `oci://`.
+        scheme: String,
+    },
+    /// `builtin:<name>` with an unknown name.
+    #[error(
+        "no built-in policy {name:?} (built-ins: {known}); `kubectl canary policy list` shows them"
+    )]
+    UnknownBuiltin {
+        /// The name asked for.
+        name: String,
+        /// The built-in names, comma-separated.
+        known: String,
+    },
+    /// The `sha256:` pin is not 64 hex digits.
+    #[error("invalid sha256 pin {pin:?}: expected sha256:<64 hex digits>")]
+    InvalidPin {
+        /// The pin as given.
+        pin: String,
+    },
+    /// The module's sha256 differs from the pin.
+    #[error(
+        "sha256 mismatch: the spec pins {expected} but the module is {actual}; nothing was run"
+    )]
+    DigestMismatch {
+        /// The pinned digest.
+        expected: String,
+        /// The module's digest.
+        actual: String,
+    },
+    /// The module is larger than the host accepts.
+    #[error("module is {size} bytes, more than the {max}-byte limit")]
+    ModuleTooLarge {
+        /// Size of the module.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A `.wat` module that does not parse.
+    #[error("invalid WebAssembly text: {0}")]
+    Wat(String),
+    /// Not a valid WebAssembly module.
+    #[error("invalid WebAssembly module: {0}")]
+    InvalidModule(String),
+    /// An import the sandbox does not provide.
+    #[error("imports `{module}.{name}`, but policies may import only `canary.log` (no WASI, clock, random or network)")]
+    ForbiddenImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+    },
+    /// `canary.log` with the wrong type.
+    #[error("imports `canary.log` as {found}; expected a function (i32, i32, i32) -> ()")]
+    BadImportType {
+        /// The type found.
+        found: String,
+    },
+    /// A required export is missing.
+    #[error("does not export `{name}` (required by policy ABI v1)")]
+    MissingExport {
+        /// Export name.
+        name: &'static str,
+    },
+    /// A required export has the wrong type.
+    #[error("exports `{name}` as {found}; ABI v1 expects {expected}")]
+    BadExportType {
+        /// Export name.
+        name: &'static str,
+        /// Expected type.
+        expected: &'static str,
+        /// Type found.
+        found: String,
+    },
+    /// The `canary.metadata` section is not the expected JSON.
+    #[error("invalid canary.metadata section: {0}")]
+    Metadata(String),
+    /// The module speaks another ABI version.
+    #[error("speaks policy ABI {found}; this kubectl-canary speaks ABI {expected}")]
+    AbiVersion {
+        /// What `canary_abi_version` returned.
+        found: i64,
+        /// What the host speaks.
+        expected: u32,
+    },
+    /// The guest trapped.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The fuel budget ran out.
+    #[error(
+        "ran out of fuel after {fuel} units (an endless loop?); the limit is policy.limits.fuel"
+    )]
+    OutOfFuel {
+        /// The budget.
+        fuel: u64,
+    },
+    /// The wall-clock backstop fired.
+    #[error("did not finish within {ms} ms")]
+    Timeout {
+        /// The deadline.
+        ms: u64,
+    },
+    /// The guest wanted more memory than allowed.
+    #[error("exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The limit.
+        limit: u64,
+    },
+    /// The input JSON is too large.
+    #[error("input is {size} bytes, more than the {max}-byte limit")]
+    InputTooLarge {
+        /// Input size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The output is too large.
+    #[error("output is {size} bytes, more than the {max}-byte limit")]
+    OutputTooLarge {
+        /// Output size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A guest pointer/length outside its memory.
+    #[error("{what} {ptr:#x}..+{len} is outside its {memory}-byte memory")]
+    OutOfBounds {
+        /// Which buffer.
+        what: &'static str,
+        /// Pointer.
+        ptr: u64,
+        /// Length.
+        len: u64,
+        /// Memory size.
+        memory: u64,
+    },
+    /// The output is not UTF-8.
+    #[error("output is not UTF-8: {0}")]
+    InvalidUtf8(String),
+    /// The output is not a decision.
+    #[error("output is not a valid decision: {0}")]
+    InvalidOutput(String),
+    /// The decision is well-formed but refused.
+    #[error("decision refused: {0}")]
+    Refused(#[from] crate::policy::validate::DecisionError),
+    /// The wasm engine failed for a reason that is not the guest's.
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}

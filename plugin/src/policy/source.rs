@@ -1,0 +1,221 @@
+//! Where a policy module comes from: `builtin:<name>` or a file, with an optional sha256 pin.
+//! The one place new sources (`https://`, `oci://`) will go.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{Cause, PolicyError};
+use super::limits::MAX_MODULE_BYTES;
+
+/// A built-in policy shipped inside the plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Its name (`builtin:<name>`).
+    pub name: &'static str,
+    /// The module (`policies/dist/<name>.wasm`, built reproducibly by `policies/build.sh`).
+    pub wasm: &'static [u8],
+}
+
+/// The built-in policies.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "progressive",
+        wasm: include_bytes!("../../../policies/dist/progressive.wasm"),
+    },
+    Builtin {
+        name: "business-hours",
+        wasm: include_bytes!("../../../policies/dist/business-hours.wasm"),
+    },
+];
+
+/// A reference to a policy module, as written in a spec's `policy.module`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleRef {
+    /// `builtin:<name>`.
+    Builtin(String),
+    /// A `.wasm` file, or a `.wat` file compiled at load.
+    File(PathBuf),
+    /// `https://...` (not supported yet).
+    Https(String),
+    /// `oci://...` (not supported yet).
+    Oci(String),
+}
+
+impl ModuleRef {
+    /// Parses a `policy.module` value. Anything without a known scheme is a file path.
+    pub fn parse(text: &str) -> ModuleRef {
+        if let Some(name) = text.strip_prefix("builtin:") {
+            ModuleRef::Builtin(name.to_string())
+        } else if text.starts_with("https://") || text.starts_with("http://") {
+            ModuleRef::Https(text.to_string())
+        } else if text.starts_with("oci://") {
+            ModuleRef::Oci(text.to_string())
+        } else {
+            ModuleRef::File(PathBuf::from(text))
+        }
+    }
+
+    /// A name for the policy before its metadata is known: the built-in's name or the file stem.
+    pub fn fallback_name(&self) -> String {
+        match self {
+            ModuleRef::Builtin(name) => name.clone(),
+            ModuleRef::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string()),
+            ModuleRef::Https(url) | ModuleRef::Oci(url) => url.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ModuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleRef::Builtin(name) => write!(f, "builtin:{name}"),
+            ModuleRef::File(path) => write!(f, "{}", path.display()),
+            ModuleRef::Https(url) | ModuleRef::Oci(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The bytes of a module, as found.
+#[derive(Debug, Clone)]
+pub(crate) struct ModuleBytes {
+    /// The bytes of the source (text for `.wat`).
+    pub source: Vec<u8>,
+    /// True when `source` is WebAssembly text.
+    pub is_text: bool,
+    /// sha256 of `source`, lower-case hex.
+    pub sha256: String,
+}
+
+/// Reads a module's bytes (bounded) and verifies the pin, before anything is compiled or run.
+pub(crate) fn fetch(module: &ModuleRef, pin: Option<&str>) -> Result<ModuleBytes, PolicyError> {
+    let fail = |cause| PolicyError::new(module.to_string(), cause);
+    let expected = pin.map(parse_pin).transpose().map_err(fail)?;
+    let (source, is_text) = match module {
+        ModuleRef::Builtin(name) => match BUILTINS.iter().find(|b| b.name == name) {
+            Some(builtin) => (builtin.wasm.to_vec(), false),
+            None => {
+                let known = BUILTINS
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(fail(Cause::UnknownBuiltin {
+                    name: name.clone(),
+                    known,
+                }));
+            }
+        },
+        ModuleRef::File(path) => {
+            let bytes = read_bounded(path).map_err(fail)?;
+            let is_text = path.extension().is_some_and(|e| e == "wat") || looks_like_text(&bytes);
+            (bytes, is_text)
+        }
+        ModuleRef::Https(_) => {
+            return Err(fail(Cause::UnsupportedSource {
+                scheme: "https://".into(),
+            }))
+        }
+        ModuleRef::Oci(_) => {
+            return Err(fail(Cause::UnsupportedSource {
+                scheme: "oci://".into(),
+            }))
+        }
+    };
+    let sha256 = sha256_hex(&source);
+    if let Some(expected) = expected {
+        if expected != sha256 {
+            return Err(fail(Cause::DigestMismatch {
+                expected: format!("sha256:{expected}"),
+                actual: format!("sha256:{sha256}"),
+            }));
+        }
+    }
+    Ok(ModuleBytes {
+        source,
+        is_text,
+        sha256,
+    })
+}
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `sha256:<hex>` or bare hex → lower-case hex.
+fn parse_pin(pin: &str) -> Result<String, Cause> {
+    let hex = pin.strip_prefix("sha256:").unwrap_or(pin);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(Cause::InvalidPin { pin: pin.into() })
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, Cause> {
+    let io = |source| Cause::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_MODULE_BYTES {
+        return Err(Cause::ModuleTooLarge {
+            size,
+            max: MAX_MODULE_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(Cause::ModuleTooLarge {
+            size: bytes.len() as u64,
+            max: MAX_MODULE_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+fn looks_like_text(bytes: &[u8]) -> bool {
+    !bytes.starts_with(b"\0asm")
+        && bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'(' || *b == b';')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_module_refs() {
+        assert_eq!(
+            ModuleRef::parse("builtin:progressive"),
+            ModuleRef::Builtin("progressive".into())
+        );
+        assert_eq!(
+            ModuleRef::parse("./org.wasm"),
+            ModuleRef::File("./org.wasm".into())
+        );
+        assert!(matches!(
+            ModuleRef::parse("oci://ghcr.io/x/p:1"),
+            ModuleRef::Oci(_)
+        ));
+    }
+
+    #[test]
+    fn pins() {
+        let sha = sha256_hex(b"x");
+        assert_eq!(parse_pin(&format!("sha256:{sha}")).unwrap(), sha);
+        assert!(parse_pin("sha256:abc").is_err());
+    }
+}

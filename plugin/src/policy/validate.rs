@@ -1,0 +1,197 @@
+//! Decision validation: the host trusts nothing a policy returns. Every check names the field
+//! path (`stage.routes.voting-app[1].to[0].weight`) and the value. The Istio rules themselves
+//! (RE2, weights, header names, gateway references) are `policy_sdk::rules`, shared with the
+//! spec validator and the emulator.
+
+use std::fmt;
+
+use policy_sdk::rules::{self, quote};
+use policy_sdk::{Action, Decision, Match, ReleaseInfo, Rule, StringMatch};
+
+/// A refused decision: where, what value, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionError {
+    /// Field path inside the decision.
+    pub path: String,
+    /// The offending value, quoted.
+    pub value: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for DecisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.path, self.value, self.message)
+    }
+}
+
+impl std::error::Error for DecisionError {}
+
+fn refuse(
+    path: impl Into<String>,
+    value: impl Into<String>,
+    message: impl Into<String>,
+) -> DecisionError {
+    DecisionError {
+        path: path.into(),
+        value: value.into(),
+        message: message.into(),
+    }
+}
+
+fn rule_error(path: String, err: rules::RuleError) -> DecisionError {
+    let value = err.quoted_value();
+    refuse(path, value, err.to_string())
+}
+
+/// Checks a decision against the release it is for.
+pub fn validate_decision(decision: &Decision, release: &ReleaseInfo) -> Result<(), DecisionError> {
+    let Some(stage) = &decision.stage else {
+        return match decision.action {
+            Action::Advance | Action::Complete => Err(refuse(
+                "stage",
+                "null",
+                format!(
+                    "action {} needs a stage (routes for every service)",
+                    action_name(decision.action)
+                ),
+            )),
+            Action::Hold | Action::Rollback => Ok(()),
+        };
+    };
+    if stage.routes.is_empty() {
+        return Err(refuse(
+            "stage.routes",
+            "{}",
+            "empty route list: the stage must route every service of the release",
+        ));
+    }
+    for (service, rules) in &stage.routes {
+        if !release.services.iter().any(|s| &s.name == service) {
+            let known: Vec<&str> = release.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(refuse(
+                format!("stage.routes.{service}"),
+                quote(service),
+                format!("unknown service; the release has {}", known.join(", ")),
+            ));
+        }
+        validate_rules(service, rules)?;
+    }
+    if let Some(missing) = release
+        .services
+        .iter()
+        .find(|s| !stage.routes.contains_key(&s.name))
+    {
+        return Err(refuse(
+            "stage.routes",
+            quote(&missing.name),
+            format!(
+                "service {} of the release has no routes in stage {}",
+                missing.name, stage.index
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_rules(service: &str, rules: &[Rule]) -> Result<(), DecisionError> {
+    let base = format!("stage.routes.{service}");
+    let Some(last) = rules.last() else {
+        return Err(refuse(
+            base,
+            "[]",
+            format!("empty route list: traffic to {service} would have no route"),
+        ));
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("{base}[{i}]");
+        if rule.to.is_empty() {
+            return Err(refuse(
+                format!("{path}.to"),
+                "[]",
+                "a rule needs at least one destination",
+            ));
+        }
+        for (j, dest) in rule.to.iter().enumerate() {
+            if let Some(weight) = dest.weight {
+                rules::check_weight(i64::from(weight))
+                    .map_err(|e| rule_error(format!("{path}.to[{j}].weight"), e))?;
+            }
+        }
+        let total: u32 = rule
+            .to
+            .iter()
+            .map(|d| d.weight.unwrap_or(if rule.to.len() == 1 { 100 } else { 0 }))
+            .sum();
+        if total == 0 {
+            return Err(refuse(
+                format!("{path}.to"),
+                "0",
+                "all weights are zero: the rule would send traffic nowhere",
+            ));
+        }
+        for (k, m) in rule.matches.iter().enumerate() {
+            validate_match(&format!("{path}.match[{k}]"), m)?;
+        }
+    }
+    if !last.matches.is_empty() {
+        return Err(refuse(
+            format!("{base}[{}].match", rules.len() - 1),
+            format!("{} condition(s)", last.matches.len()),
+            "the last rule has a match, so requests matching no rule would get 404; end with a rule without `match`",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
+    if m.headers.is_empty()
+        && m.uri.is_none()
+        && m.source_labels.is_empty()
+        && m.gateways.is_empty()
+    {
+        return Err(refuse(
+            path.to_string(),
+            "{}",
+            "an empty match matches everything; drop it or move the rule last",
+        ));
+    }
+    for (name, value) in &m.headers {
+        let header = format!("{path}.headers.{name}");
+        rules::check_header_name(name).map_err(|e| rule_error(header.clone(), e))?;
+        validate_string_match(&header, value)?;
+    }
+    if let Some(uri) = &m.uri {
+        validate_string_match(&format!("{path}.uri"), uri)?;
+    }
+    for (key, value) in &m.source_labels {
+        if key.is_empty() || value.len() > rules::MAX_LABEL_VALUE_LEN {
+            return Err(refuse(
+                format!("{path}.sourceLabels.{key}"),
+                quote(value),
+                "label keys must be non-empty and values at most 63 characters",
+            ));
+        }
+    }
+    for (g, gateway) in m.gateways.iter().enumerate() {
+        rules::check_gateway_ref(gateway)
+            .map_err(|e| rule_error(format!("{path}.gateways[{g}]"), e))?;
+    }
+    Ok(())
+}
+
+fn validate_string_match(path: &str, value: &StringMatch) -> Result<(), DecisionError> {
+    if let StringMatch::Regex(regex) = value {
+        rules::check_regex(regex).map_err(|e| rule_error(format!("{path}.regex"), e))?;
+    }
+    Ok(())
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Advance => "advance",
+        Action::Hold => "hold",
+        Action::Rollback => "rollback",
+        Action::Complete => "complete",
+    }
+}

@@ -1,0 +1,62 @@
+//! The objects a release wants, computed from its record alone, so that any machine — or a
+//! rerun after a crash — arrives at the same objects.
+
+use std::collections::BTreeSet;
+
+use policy_sdk::Phase;
+
+use super::record::ReleaseRecord;
+use crate::cluster::order::ObjectSet;
+use crate::istio::{MtlsMode, TlsMode};
+use crate::render::{self, RenderError, RenderOptions};
+use crate::spec::{self, Release};
+
+/// Render options for `spec` with subsets for `roles`.
+pub fn render_options(spec: &Release, roles: &[policy_sdk::Role]) -> RenderOptions {
+    let mut opts = RenderOptions {
+        subsets: roles.iter().copied().collect::<BTreeSet<_>>(),
+        ..RenderOptions::default()
+    };
+    match spec.spec.mtls {
+        Some(spec::MtlsMode::Strict) => opts = opts.strict_mtls(),
+        Some(spec::MtlsMode::Permissive) => opts.peer_authentication = Some(MtlsMode::Permissive),
+        Some(spec::MtlsMode::Disable) => {
+            opts.peer_authentication = Some(MtlsMode::Disable);
+            opts.client_tls = Some(TlsMode::Disable);
+        }
+        None => {}
+    }
+    for service in &spec.spec.services {
+        if !service.hosts.is_empty() {
+            opts.gateway_hosts
+                .insert(service.name.clone(), service.hosts.clone());
+        }
+    }
+    opts
+}
+
+/// Everything the release wants to exist: DestinationRules, VirtualServices and the
+/// PeerAuthentication of the stage in force, plus the Deployments it creates (cloned canaries;
+/// after an `undo`, the restored stable Deployments).
+pub fn desired_objects(record: &ReleaseRecord) -> Result<ObjectSet, RenderError> {
+    let info = record.spec.release_info();
+    let opts = render_options(&record.spec, &record.roles);
+    let rendered = render::render(&info, &record.stage, &opts)?;
+    let (mut set, _) = ObjectSet::from_objects(rendered.to_values());
+    set.deployments.extend(record.created_deployments.clone());
+    if record.phase != Phase::Finalized {
+        if let Some(snapshot) = &record.snapshot {
+            set.deployments.extend(snapshot.deployments.clone());
+        }
+    }
+    Ok(set)
+}
+
+/// Deployments to delete to reach the record's state (finalize's old versions).
+pub fn deployments_to_delete(record: &ReleaseRecord) -> Vec<String> {
+    if record.phase == Phase::Finalized {
+        record.delete_deployments.clone()
+    } else {
+        Vec::new()
+    }
+}

@@ -1,0 +1,9 @@
+//! A release and its life cycle: the record kept in the cluster, the objects it wants, and the
+//! engine that moves it from stage to stage.
+
+pub mod desired;
+pub mod engine;
+pub mod record;
+pub mod view;
+
+pub use engine::{Decider, Engine, EngineError, Mode, Outcome, StartOptions};

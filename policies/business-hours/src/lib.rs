@@ -1,0 +1,192 @@
+//! `business-hours`: an example of organisation logic in a policy.
+//!
+//! The same weight ramp as `progressive` (steps, testers, chain), but a stage only advances
+//! inside configured weekday/hour windows (UTC), computed from the input's `now`; outside them
+//! the policy holds and asks to be called again at the next full hour. `promote` and `abort`
+//! are always honoured.
+//!
+//! Config: `{"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": 9, "to": 17}],
+//! "steps": [10, 50, 100], "testers": {...}, "chain": true}`; without `windows`, Monday to
+//! Friday 09:00-17:00 UTC.
+
+use policy_sdk::stages::{self, StagePlan, Testers};
+use policy_sdk::time::{hour, weekday};
+use policy_sdk::{Decision, Event, Input, Role, Stage};
+use serde_json::Value;
+
+policy_sdk::export_policy!(
+    decide: decide,
+    name: "business-hours",
+    version: "0.1.0",
+    description: "Weight ramp that advances only inside weekday/hour windows (UTC)",
+    config_schema: r#"{"type":"object","properties":{"windows":{"type":"array","items":{"type":"object","properties":{"days":{"type":"array","items":{"enum":["mon","tue","wed","thu","fri","sat","sun"]}},"from":{"type":"integer","minimum":0,"maximum":23},"to":{"type":"integer","minimum":1,"maximum":24}}}},"steps":{"type":"array","items":{"type":"integer"}},"testers":{"type":"object"},"chain":{"type":"boolean"}}}"#,
+);
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A weekly window: `days` (0 = Monday) and hours `from..to` (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Days of the week, 0 = Monday .. 6 = Sunday.
+    pub days: Vec<u32>,
+    /// First hour inside the window.
+    pub from: u32,
+    /// First hour after the window.
+    pub to: u32,
+}
+
+impl Window {
+    /// True when `seconds` (since the epoch) falls inside the window.
+    pub fn contains(&self, seconds: i64) -> bool {
+        let h = hour(seconds);
+        self.days.contains(&weekday(seconds)) && h >= self.from && h < self.to
+    }
+}
+
+fn windows(input: &Input) -> Result<Vec<Window>, String> {
+    let items = match input.config_field("windows") {
+        None => {
+            return Ok(vec![Window {
+                days: vec![0, 1, 2, 3, 4],
+                from: 9,
+                to: 17,
+            }])
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("config.windows: expected a list, got {}", other)),
+    };
+    let mut windows = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut days = Vec::new();
+        for (j, day) in item
+            .get("days")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            match day
+                .as_str()
+                .and_then(|d| DAYS.iter().position(|x| x.eq_ignore_ascii_case(d)))
+            {
+                Some(d) => days.push(d as u32),
+                None => {
+                    return Err(format!(
+                        "config.windows[{}].days[{}]: expected mon..sun, got {}",
+                        i, j, day
+                    ))
+                }
+            }
+        }
+        let hour_of = |key: &str, default: u64| -> Result<u32, String> {
+            match item.get(key) {
+                None => Ok(default as u32),
+                Some(v) => match v.as_u64() {
+                    Some(h) if h <= 24 => Ok(h as u32),
+                    _ => Err(format!(
+                        "config.windows[{}].{}: expected an hour 0..=24, got {}",
+                        i, key, v
+                    )),
+                },
+            }
+        };
+        windows.push(Window {
+            days,
+            from: hour_of("from", 9)?,
+            to: hour_of("to", 17)?,
+        });
+    }
+    Ok(windows)
+}
+
+/// The decision for `input`.
+pub fn decide(input: &Input) -> Decision {
+    let windows = match windows(input) {
+        Ok(w) => w,
+        Err(err) => return Decision::hold(format!("invalid config: {}", err)),
+    };
+    let testers = match Testers::from_config(input.config_field("testers")) {
+        Ok(t) => t,
+        Err(err) => return Decision::hold(format!("invalid config: {}", err)),
+    };
+    let steps: Vec<u32> = match input.config_field("steps").and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|w| w.min(100) as u32)
+            .collect(),
+        None => vec![10, 50, 100],
+    };
+    let chain = input
+        .config_field("chain")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let weights = stages::ramp_weights(&steps, testers.is_some());
+    let last = weights.len() - 1;
+    let stage_at = |index: usize| {
+        let weight = weights[index];
+        let plan = StagePlan {
+            canary_weight: weight,
+            testers: testers.clone(),
+            chain,
+        };
+        Stage {
+            index: index as u32,
+            name: stages::stage_name(weight, testers.is_some()),
+            routes: stages::routes(&input.release, &plan),
+        }
+    };
+    match input.event {
+        Event::Promote => {
+            return Decision::complete(
+                Stage {
+                    index: last as u32,
+                    name: "100%".into(),
+                    routes: stages::all_to(&input.release, Role::Canary),
+                },
+                "promoted by operator",
+            )
+        }
+        Event::Abort => {
+            return Decision::rollback(
+                Stage {
+                    index: input.state.stage,
+                    name: "rollback".into(),
+                    routes: stages::all_to(&input.release, Role::Stable),
+                },
+                "aborted by operator",
+            )
+        }
+        _ => {}
+    }
+    let now = match input.now_seconds() {
+        Some(now) => now,
+        None => return Decision::hold(format!("cannot read now {:?}", input.now)),
+    };
+    if !windows.iter().any(|w| w.contains(now)) {
+        let to_next_hour = 3600 - now.rem_euclid(3600) as u64;
+        return Decision::hold(format!(
+            "outside business hours ({} {:02}:00 UTC): holding",
+            DAYS[weekday(now) as usize],
+            hour(now)
+        ))
+        .requeue_after(to_next_hour);
+    }
+    let index = match input.event {
+        Event::Start => 0,
+        Event::SetWeight => {
+            return Decision::hold(
+                "business-hours does not take manual weights; use promote or abort",
+            )
+        }
+        _ => (input.state.stage as usize + 1).min(last),
+    };
+    let stage = stage_at(index);
+    let reason = format!("inside business hours: stage {} ({})", index, stage.name);
+    if index == last {
+        Decision::complete(stage, reason)
+    } else {
+        Decision::advance(stage, reason)
+    }
+}
