@@ -337,7 +337,8 @@ impl TestCluster {
                 Err(format!("routes to missing subsets: {dangling:?}"))
             }
         });
-        if let Err((record, message)) = result {
+        if let Err(violation) = result {
+            let (record, message) = (&violation.record, &violation.message);
             panic!(
                 "after request #{} ({} {} -> {}): {message}",
                 record.seq, record.method, record.path, record.status
