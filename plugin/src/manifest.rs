@@ -73,7 +73,8 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Sourced>, ManifestError> {
     Ok(out)
 }
 
-fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+/// The manifest files of a directory (`.yaml`, `.yml`, `.json`), sorted, as `read_paths` reads them.
+pub fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     let io = |source| ManifestError::Io {
         path: dir.display().to_string(),
         source,

@@ -1,17 +1,19 @@
 //! `kubectl canary lint`: pre-flight checks on the live cluster, on files, or both.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use owo_colors::{OwoColorize, Stream::Stdout};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use super::{GlobalArgs, OutputFormat};
 use crate::cluster::{self, Cluster};
 use crate::lint::{self, Finding, Inventory, LintContext, Severity};
 use crate::manifest;
+use crate::spec::{self, Release};
 
 /// Arguments of `lint`.
 #[derive(Debug, Args)]
@@ -19,10 +21,13 @@ use crate::manifest;
     after_help = "Exit status: 0 when nothing at or above --fail-on was found, 1 otherwise.\n\n\
 Examples:\n  kubectl canary lint -n shop                      # the live namespace\n  \
 kubectl canary lint --local -f manifests/         # files only, no cluster\n  \
-kubectl canary lint -n shop -f new-routes.yaml    # the cluster as it would be with these files"
+kubectl canary lint -n shop -f new-routes.yaml    # the cluster as it would be with these files\n  \
+kubectl canary lint -f release.yaml               # is the cluster ready for this release?"
 )]
 pub struct LintArgs {
-    /// Objects to check (files, directories, or - for stdin), added to what the cluster has.
+    /// Objects to check (files, directories, or - for stdin), added to what the cluster has. A
+    /// release spec (kind: Release) among them is checked against them: its services and
+    /// versions must exist; its namespace becomes the default namespace.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
     /// Check only the files; do not contact the cluster.
@@ -79,6 +84,12 @@ pub async fn run(args: LintArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// Read files and (unless `local`) the live namespace into one inventory with its context, and
 /// say what was analysed.
+///
+/// A file whose document is a release spec (`kind: Release`, [`crate::spec::API_VERSION`]) is
+/// read with [`spec::parse_str`] and becomes [`LintContext::release`], so the release checks run;
+/// its namespace is the default namespace (`-n` naming another one is an error). Objects without
+/// `metadata.namespace` are placed in the namespace the command acts in, as `kubectl apply -f`
+/// does.
 pub(crate) async fn gather(
     files: &[PathBuf],
     local: bool,
@@ -89,20 +100,58 @@ pub(crate) async fn gather(
         root_namespace: istio_namespace.to_string(),
         ..LintContext::default()
     };
+    let inputs = read_inputs(files)?;
+    let release = match inputs.releases.as_slice() {
+        [] => None,
+        [one] => Some(one),
+        many => anyhow::bail!(
+            "{} release specs given ({}); lint checks one release at a time",
+            many.len(),
+            many.iter()
+                .map(|(_, origin)| origin.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut namespace = global.namespace.clone();
+    if let Some((release, origin)) = release {
+        match &namespace {
+            Some(ns) if ns != release.namespace() => anyhow::bail!(
+                "-n {ns} differs from the namespace of release {} ({origin}: metadata.namespace \
+                 is {}); drop -n or correct the spec",
+                release.name(),
+                release.namespace()
+            ),
+            _ => namespace = Some(release.namespace().to_string()),
+        }
+        ctx.release = Some(release.release_info());
+        ctx.canaries_to_create = release
+            .spec
+            .services
+            .iter()
+            .filter(|s| s.canary.image.is_some())
+            .map(|s| s.name.clone())
+            .collect();
+    }
     let mut inventory = Inventory::default();
     let mut scope = Vec::new();
     if !local {
-        let cluster = Cluster::connect(&global.connect_options()).await?;
-        inventory = cluster::inventory::read(&cluster, istio_namespace)
-            .await
-            .with_context(|| format!("cannot read namespace {}", cluster.namespace))?;
+        let mut options = global.connect_options();
+        options.namespace = namespace.clone();
+        let cluster = Cluster::connect(&options).await?;
+        // The error names the request and the namespace already.
+        inventory = cluster::inventory::read(&cluster, istio_namespace).await?;
         ctx.pods_known = true;
         ctx.gateways_known = true;
         scope.push(format!("namespace {}", cluster.namespace));
+        namespace = Some(cluster.namespace.clone());
     }
     if !files.is_empty() {
-        for sourced in manifest::read_paths(files)? {
-            inventory.add(sourced.object);
+        for mut object in inputs.objects {
+            if let Some(ns) = &namespace {
+                default_namespace(&mut object, ns);
+            }
+            inventory.add(object);
         }
         ctx.gateways_known |= !inventory.gateways.is_empty();
         ctx.pods_known |= !inventory.pods.is_empty();
@@ -115,6 +164,103 @@ pub(crate) async fn gather(
         );
     }
     Ok((inventory, ctx, scope.join(" + ")))
+}
+
+/// What `-f` gave: Kubernetes objects, and the release specs with where they came from.
+#[derive(Debug, Default)]
+struct Inputs {
+    objects: Vec<Value>,
+    releases: Vec<(Release, String)>,
+}
+
+/// Read every `-f` path (files, directories, `-` for stdin), telling release specs from objects.
+fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
+    let mut inputs = Inputs::default();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            inputs.add_text(&text, "-")?;
+        } else if path.is_dir() {
+            for file in manifest::dir_files(path)? {
+                inputs.add_file(&file)?;
+            }
+        } else {
+            inputs.add_file(path)?;
+        }
+    }
+    Ok(inputs)
+}
+
+impl Inputs {
+    fn add_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        self.add_text(&text, &path.display().to_string())
+    }
+
+    fn add_text(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
+        let (documents, releases) = count_documents(text);
+        if releases == 0 {
+            let objects = manifest::parse_stream(text, origin)?;
+            self.objects.extend(objects.into_iter().map(|s| s.object));
+        } else if documents == 1 {
+            let release = spec::parse_str(text, origin)?;
+            self.releases.push((release, origin.to_string()));
+        } else {
+            anyhow::bail!(
+                "{origin}: a release spec (kind: Release) must be the only document in its file; \
+                 move the other {} document{} to another file",
+                documents - 1,
+                if documents == 2 { "" } else { "s" }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The number of non-empty documents in a YAML stream and how many of them are release specs.
+/// Text that is not YAML counts as no release (the manifest reader reports the syntax error).
+fn count_documents(text: &str) -> (usize, usize) {
+    let mut documents = 0;
+    let mut releases = 0;
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let Ok(value) = Value::deserialize(doc) else {
+            return (documents, 0);
+        };
+        if value.is_null() {
+            continue;
+        }
+        documents += 1;
+        if is_release(&value) {
+            releases += 1;
+        }
+    }
+    (documents, releases)
+}
+
+/// `kind: Release` in our API group (or without apiVersion, so a spec missing it still gets the
+/// spec's own error).
+fn is_release(value: &Value) -> bool {
+    let group_ok = match value.get("apiVersion").and_then(Value::as_str) {
+        None => true,
+        Some(api_version) => api_version.split('/').next() == spec::API_VERSION.split('/').next(),
+    };
+    value.get("kind").and_then(Value::as_str) == Some(spec::KIND) && group_ok
+}
+
+/// Set `metadata.namespace` to `ns` when a namespaced object has none.
+fn default_namespace(object: &mut Value, ns: &str) {
+    if object.get("kind").and_then(Value::as_str) == Some("Namespace") {
+        return;
+    }
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata
+            .entry("namespace")
+            .or_insert_with(|| Value::String(ns.to_string()));
+    }
 }
 
 fn summary(findings: &[Finding]) -> serde_json::Value {
@@ -147,10 +293,15 @@ fn print_human(out: &mut impl Write, findings: &[Finding], scope: &str) -> std::
             writeln!(out, "    fix: {}", f.fix)?;
         }
     }
-    let s = summary(findings);
+    let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
     writeln!(
         out,
-        "{} errors, {} warnings in {scope}",
-        s["errors"], s["warnings"]
+        "{}, {} in {scope}",
+        plural(count(Severity::Error), "error"),
+        plural(count(Severity::Warning), "warning")
     )
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

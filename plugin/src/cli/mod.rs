@@ -16,6 +16,7 @@ mod completion;
 mod demo;
 mod explain;
 mod get;
+mod init;
 mod lint;
 mod mtls;
 mod plan;
@@ -147,6 +148,8 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Write a release spec from the live Services and Deployments of a namespace.
+    Init(init::InitArgs),
     /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
     /// stage, with routing and simulated traffic.
     Demo(demo::DemoArgs),
@@ -204,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => block_on(get::get(args, &global)),
         Command::List(args) => block_on(get::list(args, &global)),
         Command::History(args) => block_on(get::history(args, &global)),
+        Command::Init(args) => block_on(init::run(args, &global)),
     }
 }
 

@@ -38,7 +38,7 @@ pub enum ClusterError {
         message: String,
     },
     /// The API server could not be reached or the connection broke.
-    #[error("{op} {target}: cannot reach the API server: {message} (check the cluster address in your kubeconfig and your network)")]
+    #[error("{op} {target}: cannot reach the API server: {message} (check the server address of your kubeconfig context with `kubectl config view --minify`, and that the cluster is up)")]
     Unreachable {
         /// What we tried.
         op: &'static str,
@@ -87,10 +87,27 @@ impl ClusterError {
             other => ClusterError::Unreachable {
                 op,
                 target,
-                message: other.to_string(),
+                message: error_chain(&other),
             },
         }
     }
+}
+
+/// An error and its causes as one line (`a: b: c`), skipping causes whose text the previous
+/// message already contains: kube-rs's own text (`ServiceError: client error (Connect)`) hides
+/// the useful part (`Connection refused`).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 fn hint_suffix(code: u16) -> &'static str {

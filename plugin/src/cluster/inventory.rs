@@ -12,14 +12,19 @@ use crate::lint::Inventory;
 /// PeerAuthentications, the PeerAuthentications of Istio's root namespace, and Gateways in every
 /// namespace (or only this one when listing cluster-wide is forbidden).
 ///
-/// A namespace that does not exist is an error; Istio kinds that are not served mean Istio is
+/// A namespace that does not exist is an error (when the Namespace may be read at all: with
+/// namespace-scoped rights it may not, and the injection check is skipped); Istio kinds that are not served mean Istio is
 /// not installed, which is an error too, worded as such.
 pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, ClusterError> {
     let ns = cluster.namespace.clone();
-    let namespace = get_namespace(cluster, &ns).await?;
     let mut inv = Inventory::default();
-    inv.add(namespace);
-    inv.namespaces_known = true;
+    match get_namespace(cluster, &ns).await {
+        Ok(namespace) => inv.add(namespace),
+        // Namespace-scoped rights cannot read the Namespace object itself: the injection check
+        // is skipped (`namespaces_known` stays false) rather than the whole lint refused.
+        Err(e) if e.status_code() == Some(403) => {}
+        Err(e) => return Err(e),
+    }
     for kind in [
         resources::SERVICE,
         resources::POD,
@@ -56,7 +61,9 @@ pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, 
     Ok(inv)
 }
 
-async fn get_namespace(cluster: &Cluster, ns: &str) -> Result<Value, ClusterError> {
+/// Get the Namespace `ns`; one that does not exist is a 404 [`ClusterError::Api`] saying what to
+/// check.
+pub async fn get_namespace(cluster: &Cluster, ns: &str) -> Result<Value, ClusterError> {
     let ar = kube::core::ApiResource::from_gvk_with_plural(
         &kube::core::GroupVersionKind::gvk("", "v1", "Namespace"),
         "namespaces",
@@ -98,7 +105,7 @@ pub async fn list_selected(
         Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &ar),
         None => Api::all_with(cluster.client.clone(), &ar),
     };
-    let target = Target::new(&format!("{} list", kind.kind), namespace.unwrap_or(""), "");
+    let target = Target::new(&format!("{}s", kind.kind), namespace.unwrap_or(""), "");
     let list = api.list(params).await.map_err(|e| match e {
         kube::Error::Api(status) if status.code == 404 && !kind.group.is_empty() => {
             ClusterError::Api {

@@ -22,6 +22,7 @@
 
 mod error;
 mod model;
+pub mod scaffold;
 mod validate;
 
 #[cfg(test)]
