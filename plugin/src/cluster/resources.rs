@@ -73,7 +73,15 @@ pub const POD: Kind = Kind {
     plural: "pods",
 };
 
-const ALL: [Kind; 8] = [
+/// `HorizontalPodAutoscaler` (autoscaling/v2): a cloned canary starts at its minReplicas.
+pub const HORIZONTAL_POD_AUTOSCALER: Kind = Kind {
+    group: "autoscaling",
+    version: "v2",
+    kind: "HorizontalPodAutoscaler",
+    plural: "horizontalpodautoscalers",
+};
+
+const ALL: [Kind; 9] = [
     VIRTUAL_SERVICE,
     DESTINATION_RULE,
     GATEWAY,
@@ -82,6 +90,7 @@ const ALL: [Kind; 8] = [
     DEPLOYMENT,
     SERVICE,
     POD,
+    HORIZONTAL_POD_AUTOSCALER,
 ];
 
 impl Kind {

@@ -727,6 +727,11 @@ impl Engine {
         let info = spec.release_info();
         let pods = inventory::list(&self.cluster, resources::POD, ns).await?;
         let deployments = inventory::list(&self.cluster, resources::DEPLOYMENT, ns).await?;
+        let autoscalers = if spec.spec.services.iter().any(|s| s.canary.image.is_some()) {
+            autoscalers(&self.cluster).await?
+        } else {
+            Vec::new()
+        };
         let mut problems = Vec::new();
         let mut created = BTreeMap::new();
         let has_pods = |labels: &BTreeMap<String, String>| {
@@ -768,7 +773,7 @@ impl Engine {
                         stable_version: &svc_spec.stable.version,
                         canary_version: &svc_spec.canary.version,
                         image,
-                        replicas: None,
+                        replicas: hpa_min_replicas(&autoscalers, stable),
                     })?;
                     manifest["metadata"]["labels"][RELEASE_LABEL] =
                         Value::String(spec.name().to_string());
@@ -816,6 +821,40 @@ impl Engine {
             })
         }
     }
+}
+
+/// The namespace's HorizontalPodAutoscalers; none when the API is not served (or not readable:
+/// cloning then simply copies the replicas).
+async fn autoscalers(cluster: &Cluster) -> Result<Vec<Value>, EngineError> {
+    let ns = Some(cluster.namespace.as_str());
+    match inventory::list(cluster, resources::HORIZONTAL_POD_AUTOSCALER, ns).await {
+        Ok(list) => Ok(list),
+        Err(e) if matches!(e.status_code(), Some(403 | 404)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// When an autoscaler scales `deployment`, the replicas a clone should start with: the
+/// autoscaler's `minReplicas` (default 1). The stable Deployment's current count reflects its
+/// own load, not the canary's.
+fn hpa_min_replicas(autoscalers: &[Value], deployment: &Value) -> Option<i64> {
+    let name = deployment.pointer("/metadata/name")?.as_str()?;
+    autoscalers
+        .iter()
+        .find(|hpa| {
+            hpa.pointer("/spec/scaleTargetRef/kind")
+                .and_then(Value::as_str)
+                == Some("Deployment")
+                && hpa
+                    .pointer("/spec/scaleTargetRef/name")
+                    .and_then(Value::as_str)
+                    == Some(name)
+        })
+        .map(|hpa| {
+            hpa.pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        })
 }
 
 fn reason_or(decision: &Decision, default: &str) -> String {
@@ -888,4 +927,83 @@ fn clean_for_recreate(deployment: &Value) -> Value {
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_clone_of_an_autoscaled_deployment_starts_at_min_replicas() {
+        let deployment = json!({"metadata": {"name": "web-v1"}, "spec": {"replicas": 12}});
+        let hpa = |target: &str, min: Option<i64>| {
+            let mut spec = json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}});
+            if let Some(min) = min {
+                spec["minReplicas"] = json!(min);
+            }
+            json!({"metadata": {"name": "h"}, "spec": spec})
+        };
+        assert_eq!(hpa_min_replicas(&[], &deployment), None);
+        assert_eq!(
+            hpa_min_replicas(&[hpa("other", Some(3))], &deployment),
+            None
+        );
+        assert_eq!(
+            hpa_min_replicas(&[hpa("web-v1", Some(3))], &deployment),
+            Some(3)
+        );
+        assert_eq!(
+            hpa_min_replicas(&[hpa("web-v1", None)], &deployment),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn set_weight_rewrites_only_the_catch_all_rules() {
+        let release = crate::spec::load_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/voting-app.yaml"),
+        )
+        .unwrap()
+        .release_info();
+        let mut stage = render::baseline_stage(&release);
+        let tester = policy_sdk::Rule {
+            matches: vec![policy_sdk::Match::default()],
+            to: vec![Destination {
+                subset: Role::Canary,
+                weight: None,
+            }],
+        };
+        stage
+            .routes
+            .get_mut("voting-app")
+            .unwrap()
+            .insert(0, tester.clone());
+        let only_app = WeightOverride {
+            weight: 30,
+            service: Some("voting-app".into()),
+        };
+        let next = with_weight(&stage, Some(&only_app));
+        let app = &next.routes["voting-app"];
+        assert_eq!(app[0], tester);
+        assert_eq!(
+            app[1].to,
+            vec![
+                Destination {
+                    subset: Role::Stable,
+                    weight: Some(70)
+                },
+                Destination {
+                    subset: Role::Canary,
+                    weight: Some(30)
+                }
+            ]
+        );
+        assert_eq!(
+            next.routes["voting-analytics"],
+            stage.routes["voting-analytics"]
+        );
+        assert_eq!(next.name, "manual 30%");
+    }
 }
