@@ -15,6 +15,7 @@ use crate::ui::color::ColorChoice;
 mod completion;
 mod lint;
 mod mtls;
+mod policy;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -113,6 +114,8 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Strict mutual TLS: `enable` it safely, or see per-service `status`.
     Mtls(mtls::MtlsArgs),
+    /// Policies: `list` the built-ins, `inspect` a module, `test` it on fixtures, scaffold a `new` one.
+    Policy(policy::PolicyArgs),
 }
 
 /// Parse the command line, run the command, print `error: ...` on failure, and return the
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version(args) => version::run(args, &global),
         Command::Lint(args) => block_on(lint::run(args, &global)),
         Command::Mtls(args) => block_on(mtls::run(args, &global)),
+        Command::Policy(args) => policy::run(args),
     }
 }
 
