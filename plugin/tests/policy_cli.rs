@@ -21,7 +21,9 @@ fn stderr(output: &Output) -> String {
 }
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 #[test]
@@ -30,7 +32,11 @@ fn list_shows_the_builtins() {
     let out = canary(&["policy", "list"], cache.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for name in ["builtin:progressive", "builtin:business-hours", "builtin:all-at-once"] {
+    for name in [
+        "builtin:progressive",
+        "builtin:business-hours",
+        "builtin:all-at-once",
+    ] {
         assert!(text.contains(name), "{text}");
     }
     assert!(text.starts_with("MODULE"), "{text}");
@@ -39,7 +45,10 @@ fn list_shows_the_builtins() {
 #[test]
 fn inspect_json_has_the_contract() {
     let cache = tempfile::tempdir().unwrap();
-    let out = canary(&["policy", "inspect", "builtin:progressive", "-o", "json"], cache.path());
+    let out = canary(
+        &["policy", "inspect", "builtin:progressive", "-o", "json"],
+        cache.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["name"], "progressive");
@@ -47,7 +56,12 @@ fn inspect_json_has_the_contract() {
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
     assert!(info["size"].as_u64().unwrap() > 1000);
     assert!(info["configSchema"]["properties"]["steps"].is_object());
-    let exports: Vec<_> = info["exports"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let exports: Vec<_> = info["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert!(exports.contains(&"canary_decide"), "{exports:?}");
 }
 
@@ -55,10 +69,16 @@ fn inspect_json_has_the_contract() {
 fn inspect_of_a_wasi_module_names_the_import() {
     let cache = tempfile::tempdir().unwrap();
     let module = repo("plugin/tests/fixtures/hostile/wasi-import.wat");
-    let out = canary(&["policy", "inspect", module.to_str().unwrap()], cache.path());
+    let out = canary(
+        &["policy", "inspect", module.to_str().unwrap()],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("error: policy wasi-import@sha256:"), "{err}");
+    assert!(
+        err.starts_with("error: policy wasi-import@sha256:"),
+        "{err}"
+    );
     assert!(err.contains("`wasi_snapshot_preview1.fd_write`"), "{err}");
 }
 
@@ -67,11 +87,21 @@ fn test_passes_on_the_progressive_fixtures() {
     let cache = tempfile::tempdir().unwrap();
     let fixtures = repo("policies/progressive/fixtures");
     let out = canary(
-        &["policy", "test", "builtin:progressive", "--fixtures", fixtures.to_str().unwrap()],
+        &[
+            "policy",
+            "test",
+            "builtin:progressive",
+            "--fixtures",
+            fixtures.to_str().unwrap(),
+        ],
         cache.path(),
     );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("5 passed, 0 failed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("5 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -89,7 +119,13 @@ fn test_prints_a_diff_and_exits_1_on_mismatch() {
     let text = std::fs::read_to_string(&expected).unwrap();
     std::fs::write(&expected, text.replace("\"rollback\",", "\"hold\",")).unwrap();
     let out = canary(
-        &["policy", "test", "builtin:progressive", "--fixtures", dir.path().to_str().unwrap()],
+        &[
+            "policy",
+            "test",
+            "builtin:progressive",
+            "--fixtures",
+            dir.path().to_str().unwrap(),
+        ],
         cache.path(),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -98,7 +134,11 @@ fn test_prints_a_diff_and_exits_1_on_mismatch() {
     assert!(text.contains("FAIL  04-abort"), "{text}");
     assert!(text.contains("-   \"action\": \"hold\","), "{text}");
     assert!(text.contains("+   \"action\": \"rollback\","), "{text}");
-    assert!(stderr(&out).contains("1 of 2 fixture(s) failed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 of 2 fixture(s) failed"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -108,7 +148,15 @@ fn new_scaffolds_a_policy_crate() {
     let target = dir.path().join("my-policy");
     let sdk = repo("policy-sdk");
     let out = canary(
-        &["policy", "new", "my-policy", "--dir", target.to_str().unwrap(), "--sdk-path", sdk.to_str().unwrap()],
+        &[
+            "policy",
+            "new",
+            "my-policy",
+            "--dir",
+            target.to_str().unwrap(),
+            "--sdk-path",
+            sdk.to_str().unwrap(),
+        ],
         cache.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -117,7 +165,16 @@ fn new_scaffolds_a_policy_crate() {
     let lib = std::fs::read_to_string(target.join("src/lib.rs")).unwrap();
     assert!(lib.contains("name: \"my-policy\""), "{lib}");
     // Refuses to overwrite, and refuses bad names.
-    let again = canary(&["policy", "new", "my-policy", "--dir", target.to_str().unwrap()], cache.path());
+    let again = canary(
+        &[
+            "policy",
+            "new",
+            "my-policy",
+            "--dir",
+            target.to_str().unwrap(),
+        ],
+        cache.path(),
+    );
     assert_eq!(again.status.code(), Some(1));
     let bad = canary(&["policy", "new", "My_Policy"], cache.path());
     assert_eq!(bad.status.code(), Some(1));
@@ -134,7 +191,15 @@ fn new_scaffold_builds_and_its_tests_pass() {
     let target = dir.path().join("my-policy");
     let sdk = repo("policy-sdk");
     let out = canary(
-        &["policy", "new", "my-policy", "--dir", target.to_str().unwrap(), "--sdk-path", sdk.to_str().unwrap()],
+        &[
+            "policy",
+            "new",
+            "my-policy",
+            "--dir",
+            target.to_str().unwrap(),
+            "--sdk-path",
+            sdk.to_str().unwrap(),
+        ],
         cache.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -145,5 +210,10 @@ fn new_scaffold_builds_and_its_tests_pass() {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .unwrap();
-    assert!(test.status.success(), "{}\n{}", stdout(&test), stderr(&test));
+    assert!(
+        test.status.success(),
+        "{}\n{}",
+        stdout(&test),
+        stderr(&test)
+    );
 }

@@ -18,9 +18,16 @@ fn every_builtin_loads_with_metadata() {
         assert_eq!(metadata.name, builtin.name);
         assert_eq!(metadata.abi, Some(1));
         assert!(metadata.config_schema.is_object());
-        assert!(policy.id().starts_with(&format!("{}@sha256:", builtin.name)));
+        assert!(policy
+            .id()
+            .starts_with(&format!("{}@sha256:", builtin.name)));
         let exports: Vec<_> = policy.exports().iter().map(|e| e.name.as_str()).collect();
-        for name in ["memory", "canary_abi_version", "canary_alloc", "canary_decide"] {
+        for name in [
+            "memory",
+            "canary_abi_version",
+            "canary_alloc",
+            "canary_decide",
+        ] {
             assert!(exports.contains(&name), "{}: {exports:?}", builtin.name);
         }
         assert!(policy.imports().iter().all(|i| i.name == "canary.log"));
@@ -51,7 +58,10 @@ fn unknown_builtin_lists_the_known_ones() {
 fn remote_sources_are_not_supported_yet() {
     for module in ["https://example.com/p.wasm", "oci://ghcr.io/org/p:1"] {
         let err = host().load(&ModuleRef::parse(module), None).unwrap_err();
-        assert!(matches!(err.cause, Cause::UnsupportedSource { .. }), "{err}");
+        assert!(
+            matches!(err.cause, Cause::UnsupportedSource { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 }
@@ -61,7 +71,8 @@ fn sha256_pin_is_verified_before_anything_runs() {
     let host = host();
     let module = ModuleRef::parse("builtin:progressive");
     let real = host.load(&module, None).unwrap().sha256().to_string();
-    host.load(&module, Some(&format!("sha256:{real}"))).expect("matching pin");
+    host.load(&module, Some(&format!("sha256:{real}")))
+        .expect("matching pin");
     let wrong = "0".repeat(64);
     let err = host.load(&module, Some(&wrong)).unwrap_err();
     assert!(matches!(err.cause, Cause::DigestMismatch { .. }), "{err}");
@@ -75,12 +86,17 @@ fn missing_file_names_the_path() {
     let err = host()
         .load(&ModuleRef::parse("/nonexistent/policy.wasm"), None)
         .unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/policy.wasm"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/policy.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_wat_is_a_clear_error() {
-    let err = host().load_bytes("broken.wat", b"(module (func").unwrap_err();
+    let err = host()
+        .load_bytes("broken.wat", b"(module (func")
+        .unwrap_err();
     assert!(matches!(err.cause, Cause::Wat(_)), "{err}");
 }
 
@@ -89,11 +105,20 @@ fn cache_hits_and_repairs_corrupt_entries() {
     let dir = tempfile::tempdir().unwrap();
     let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
     let host = PolicyHost::new(Some(dir.path().to_path_buf())).unwrap();
-    assert_eq!(host.load(&module, None).unwrap().cache_status(), CacheStatus::Compiled);
-    assert_eq!(host.load(&module, None).unwrap().cache_status(), CacheStatus::Hit);
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Compiled
+    );
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
     // A second host (another process) reuses the entry.
     let other = PolicyHost::new(Some(dir.path().to_path_buf())).unwrap();
-    assert_eq!(other.load(&module, None).unwrap().cache_status(), CacheStatus::Hit);
+    assert_eq!(
+        other.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
 
     let entries: Vec<_> = std::fs::read_dir(dir.path().join("modules"))
         .unwrap()
@@ -107,11 +132,19 @@ fn cache_hits_and_repairs_corrupt_entries() {
     let repaired = host.load(&module, None).unwrap();
     assert_eq!(repaired.cache_status(), CacheStatus::Repaired);
     // The repaired module still runs (its output is invalid JSON by design).
-    let err = repaired.decide(&web_input(), &Limits::default()).unwrap_err();
+    let err = repaired
+        .decide(&web_input(), &Limits::default())
+        .unwrap_err();
     assert!(matches!(err.cause, Cause::InvalidOutput(_)), "{err}");
-    assert_eq!(host.load(&module, None).unwrap().cache_status(), CacheStatus::Hit);
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
     std::fs::write(&entries[0], b"garbage").unwrap();
-    assert_eq!(host.load(&module, None).unwrap().cache_status(), CacheStatus::Repaired);
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Repaired
+    );
 }
 
 #[test]
@@ -123,7 +156,9 @@ fn racing_loads_share_one_cache_entry() {
             std::thread::spawn(move || {
                 let host = PolicyHost::new(Some(dir)).unwrap();
                 let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
-                host.load(&module, None).map(|_| ()).map_err(|e| e.to_string())
+                host.load(&module, None)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             })
         })
         .collect();
@@ -145,5 +180,8 @@ fn unwritable_cache_dir_only_costs_a_compile() {
     std::fs::write(&file, b"").unwrap();
     let host = PolicyHost::new(Some(file)).unwrap();
     let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
-    assert_eq!(host.load(&module, None).unwrap().cache_status(), CacheStatus::Compiled);
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Compiled
+    );
 }

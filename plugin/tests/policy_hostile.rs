@@ -6,7 +6,10 @@ mod common;
 use common::{assert_healthy, fixture, host, web_input};
 use kubectl_canary::policy::{Cause, Limits, ModuleRef, PolicyError, PolicyHost};
 
-fn load(host: &PolicyHost, name: &str) -> Result<kubectl_canary::policy::LoadedPolicy, PolicyError> {
+fn load(
+    host: &PolicyHost,
+    name: &str,
+) -> Result<kubectl_canary::policy::LoadedPolicy, PolicyError> {
     host.load(
         &ModuleRef::File(fixture(&format!("hostile/{name}.wat"))),
         None,
@@ -27,7 +30,10 @@ fn assert_message(err: &PolicyError, name: &str, needle: &str) {
         message.starts_with(&format!("policy {name}@sha256:")),
         "{message}"
     );
-    assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+    assert!(
+        message.contains(needle),
+        "{message:?} should contain {needle:?}"
+    );
 }
 
 #[test]
@@ -75,8 +81,18 @@ fn memory_limit_is_capped_even_if_asked_for_more() {
         ..Limits::default()
     }
     .clamped();
-    assert_eq!(limits.memory_bytes, kubectl_canary::policy::MAX_MEMORY_BYTES);
-    let err = decide_err(&host(), "memory-bomb", Limits { memory_bytes: u64::MAX, ..Limits::default() });
+    assert_eq!(
+        limits.memory_bytes,
+        kubectl_canary::policy::MAX_MEMORY_BYTES
+    );
+    let err = decide_err(
+        &host(),
+        "memory-bomb",
+        Limits {
+            memory_bytes: u64::MAX,
+            ..Limits::default()
+        },
+    );
     assert!(
         matches!(err.cause, Cause::MemoryLimit { limit } if limit == kubectl_canary::policy::MAX_MEMORY_BYTES),
         "{err}"
@@ -95,7 +111,10 @@ fn huge_output_length_is_refused() {
 fn out_of_bounds_output_pointer_is_refused() {
     let host = host();
     let err = decide_err(&host, "out-of-bounds-output", Limits::default());
-    assert!(matches!(err.cause, Cause::OutOfBounds { what: "output", .. }), "{err}");
+    assert!(
+        matches!(err.cause, Cause::OutOfBounds { what: "output", .. }),
+        "{err}"
+    );
     assert_healthy(&host);
 }
 
@@ -131,7 +150,10 @@ fn unreachable_trap_is_a_value() {
 fn stack_overflow_is_a_trap() {
     let host = host();
     let err = decide_err(&host, "stack-overflow", Limits::default());
-    assert!(matches!(err.cause, Cause::Trap(ref t) if t.contains("stack")), "{err}");
+    assert!(
+        matches!(err.cause, Cause::Trap(ref t) if t.contains("stack")),
+        "{err}"
+    );
     assert_healthy(&host);
 }
 
@@ -139,7 +161,12 @@ fn stack_overflow_is_a_trap() {
 fn missing_export_is_refused_at_load() {
     let err = load(&host(), "missing-export").expect_err("no canary_decide");
     assert!(
-        matches!(err.cause, Cause::MissingExport { name: "canary_decide" }),
+        matches!(
+            err.cause,
+            Cause::MissingExport {
+                name: "canary_decide"
+            }
+        ),
         "{err}"
     );
 }
@@ -153,7 +180,16 @@ fn wasi_import_is_named_at_load() {
 #[test]
 fn abi_version_2_is_refused_at_load() {
     let err = load(&host(), "abi-v2").expect_err("ABI 2");
-    assert!(matches!(err.cause, Cause::AbiVersion { found: 2, expected: 1 }), "{err}");
+    assert!(
+        matches!(
+            err.cause,
+            Cause::AbiVersion {
+                found: 2,
+                expected: 1
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

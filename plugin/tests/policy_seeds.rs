@@ -13,7 +13,9 @@ use policy_sdk::time::{format_rfc3339, parse_rfc3339};
 use policy_sdk::{Action, Decision, Event, Input, Phase, State, StringMatch};
 
 fn example(name: &str) -> (Input, u64) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
     let release = spec::load_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
     let pause = release
         .spec
@@ -46,7 +48,9 @@ fn example(name: &str) -> (Input, u64) {
 fn run_to_completion(policy: &LoadedPolicy, mut input: Input, pause: u64) -> Vec<Decision> {
     let mut applied = Vec::new();
     for _ in 0..10 {
-        let decision = policy.decide(&input, &Limits::default()).expect("a valid decision");
+        let decision = policy
+            .decide(&input, &Limits::default())
+            .expect("a valid decision");
         let native = policy_sdk::testing::run(progressive::decide, &input);
         assert_eq!(decision, native, "wasm and native disagree");
         match decision.action {
@@ -132,7 +136,10 @@ fn seed_003_weather_testers_and_source_labels() {
         routes["frontend"][0].matches[0].headers["cookie"],
         StringMatch::Regex("^(.*?;)?(user=tester)(;.*)?$".into())
     );
-    assert_eq!(routes["forecast"][0].matches[0].source_labels["version"], "v2");
+    assert_eq!(
+        routes["forecast"][0].matches[0].source_labels["version"],
+        "v2"
+    );
     assert_eq!(matched_rules(&stages[0], "forecast"), 1);
 }
 
@@ -142,7 +149,10 @@ fn seed_004_frontend_backend_header_testers_ramp_and_chain() {
     assert_eq!(pause, 300);
     let stages = run_to_completion(&progressive(), input, pause);
     assert_eq!(names(&stages), ["testers", "10%", "50%", "100%"]);
-    let weights: Vec<_> = stages.iter().map(|d| canary_weight(d, "frontend")).collect();
+    let weights: Vec<_> = stages
+        .iter()
+        .map(|d| canary_weight(d, "frontend"))
+        .collect();
     assert_eq!(weights, [Some(0), Some(10), Some(50), Some(100)]);
     let ten = &stages[1].stage.as_ref().unwrap().routes;
     assert_eq!(
@@ -171,14 +181,26 @@ fn promote_abort_and_set_weight() {
     let policy = progressive();
     input.event = Event::Promote;
     let d = policy.decide(&input, &Limits::default()).unwrap();
-    assert_eq!((d.action, canary_weight(&d, "nginx")), (Action::Complete, Some(100)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "nginx")),
+        (Action::Complete, Some(100))
+    );
     input.event = Event::Abort;
     let d = policy.decide(&input, &Limits::default()).unwrap();
-    assert_eq!((d.action, canary_weight(&d, "nginx")), (Action::Rollback, Some(0)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "nginx")),
+        (Action::Rollback, Some(0))
+    );
     input.event = Event::SetWeight;
-    input.state.override_ = Some(policy_sdk::WeightOverride { weight: 25, service: None });
+    input.state.override_ = Some(policy_sdk::WeightOverride {
+        weight: 25,
+        service: None,
+    });
     let d = policy.decide(&input, &Limits::default()).unwrap();
-    assert_eq!((d.action, canary_weight(&d, "nginx")), (Action::Advance, Some(25)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "nginx")),
+        (Action::Advance, Some(25))
+    );
 }
 
 #[test]
@@ -191,13 +213,23 @@ fn breached_threshold_rolls_back() {
     assert_eq!(d.action, Action::Hold, "no sample yet: {}", d.reason);
     input.metrics.insert(
         "success-rate".into(),
-        policy_sdk::MetricSample { stable: Some(99.9), canary: Some(97.5) },
+        policy_sdk::MetricSample {
+            stable: Some(99.9),
+            canary: Some(97.5),
+        },
     );
     let evaluation = policy.evaluate(&input, &Limits::default()).unwrap();
     assert_eq!(evaluation.decision.action, Action::Rollback);
     assert_eq!(canary_weight(&evaluation.decision, "reviews"), Some(0));
-    assert!(evaluation.logs[0].message.contains("97.5 < 99"), "{:?}", evaluation.logs);
+    assert!(
+        evaluation.logs[0].message.contains("97.5 < 99"),
+        "{:?}",
+        evaluation.logs
+    );
     input.metrics.get_mut("success-rate").unwrap().canary = Some(99.5);
     let d = policy.decide(&input, &Limits::default()).unwrap();
-    assert_eq!((d.action, canary_weight(&d, "reviews")), (Action::Complete, Some(100)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "reviews")),
+        (Action::Complete, Some(100))
+    );
 }

@@ -48,8 +48,10 @@ pub struct ListArgs {
 
 /// Arguments of `policy inspect`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  kubectl canary policy inspect builtin:progressive\n  \
-kubectl canary policy inspect ./target/wasm32-unknown-unknown/release/my_policy.wasm -o json")]
+#[command(
+    after_help = "Examples:\n  kubectl canary policy inspect builtin:progressive\n  \
+kubectl canary policy inspect ./target/wasm32-unknown-unknown/release/my_policy.wasm -o json"
+)]
 pub struct InspectArgs {
     /// `builtin:<name>` or a path to a .wasm/.wat file.
     #[arg(value_name = "MODULE")]
@@ -61,9 +63,11 @@ pub struct InspectArgs {
 
 /// Arguments of `policy test`.
 #[derive(Debug, Args)]
-#[command(after_help = "A fixture directory holds pairs <case>.input.json (a policy input, ABI v1) \
+#[command(
+    after_help = "A fixture directory holds pairs <case>.input.json (a policy input, ABI v1) \
 and <case>.expected.json (the decision expected, or {\"error\": \"<text the error contains>\"}).\n\n\
-Example:\n  kubectl canary policy test builtin:progressive --fixtures policies/progressive/fixtures")]
+Example:\n  kubectl canary policy test builtin:progressive --fixtures policies/progressive/fixtures"
+)]
 pub struct TestArgs {
     /// `builtin:<name>` or a path to a .wasm/.wat file.
     #[arg(value_name = "MODULE")]
@@ -210,7 +214,11 @@ fn run_test(args: TestArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     writeln!(out, "{} passed, {failed} failed", cases.len() - failed)?;
     if failed > 0 {
-        bail!("{failed} of {} fixture(s) failed for {}", cases.len(), policy.id());
+        bail!(
+            "{failed} of {} fixture(s) failed for {}",
+            cases.len(),
+            policy.id()
+        );
     }
     Ok(())
 }
@@ -252,7 +260,9 @@ fn run_case(policy: &LoadedPolicy, dir: &Path, case: &str) -> Result<(), String>
         return if got.contains(want) {
             Ok(())
         } else {
-            Err(format!("expected an error containing {want:?}, got {got:?}"))
+            Err(format!(
+                "expected an error containing {want:?}, got {got:?}"
+            ))
         };
     }
     if actual == expected {

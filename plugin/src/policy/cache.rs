@@ -78,8 +78,8 @@ impl ModuleCache {
                 Err(_) => {}
             }
         }
-        let module =
-            Module::from_binary(engine, binary).map_err(|e| Cause::InvalidModule(format!("{e:#}")))?;
+        let module = Module::from_binary(engine, binary)
+            .map_err(|e| Cause::InvalidModule(format!("{e:#}")))?;
         if let Some(path) = &entry {
             // Best effort: a read-only or full cache dir must not fail the load.
             let _ = write_entry(path, &module);

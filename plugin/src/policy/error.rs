@@ -41,13 +41,17 @@ pub enum Cause {
         source: std::io::Error,
     },
     /// A module source the loader does not handle yet.
-    #[error("{scheme} modules are not supported yet; use builtin:<name> or a path to a .wasm/.wat file")]
+    #[error(
+        "{scheme} modules are not supported yet; use builtin:<name> or a path to a .wasm/.wat file"
+    )]
     UnsupportedSource {
         /// `https://` or `oci://`.
         scheme: String,
     },
     /// `builtin:<name>` with an unknown name.
-    #[error("no built-in policy {name:?} (built-ins: {known}); `kubectl canary policy list` shows them")]
+    #[error(
+        "no built-in policy {name:?} (built-ins: {known}); `kubectl canary policy list` shows them"
+    )]
     UnknownBuiltin {
         /// The name asked for.
         name: String,
@@ -61,7 +65,9 @@ pub enum Cause {
         pin: String,
     },
     /// The module's sha256 differs from the pin.
-    #[error("sha256 mismatch: the spec pins {expected} but the module is {actual}; nothing was run")]
+    #[error(
+        "sha256 mismatch: the spec pins {expected} but the module is {actual}; nothing was run"
+    )]
     DigestMismatch {
         /// The pinned digest.
         expected: String,
@@ -127,7 +133,9 @@ pub enum Cause {
     #[error("trapped: {0}")]
     Trap(String),
     /// The fuel budget ran out.
-    #[error("ran out of fuel after {fuel} units (an endless loop?); the limit is policy.limits.fuel")]
+    #[error(
+        "ran out of fuel after {fuel} units (an endless loop?); the limit is policy.limits.fuel"
+    )]
     OutOfFuel {
         /// The budget.
         fuel: u64,

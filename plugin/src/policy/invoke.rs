@@ -45,7 +45,12 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<GuestState>, Cause> {
     Ok(linker)
 }
 
-fn host_log(mut caller: Caller<'_, GuestState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+fn host_log(
+    mut caller: Caller<'_, GuestState>,
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<()> {
     if caller.data().logs.len() >= MAX_LOG_LINES {
         return Ok(());
     }

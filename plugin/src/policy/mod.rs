@@ -52,7 +52,9 @@ pub struct PolicyHost {
 
 impl std::fmt::Debug for PolicyHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyHost").field("cache", &self.cache).finish()
+        f.debug_struct("PolicyHost")
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -101,7 +103,11 @@ impl PolicyHost {
         self.load_fetched(module, fetched)
     }
 
-    fn load_fetched(&self, module: ModuleRef, bytes: source::ModuleBytes) -> Result<LoadedPolicy, PolicyError> {
+    fn load_fetched(
+        &self,
+        module: ModuleRef,
+        bytes: source::ModuleBytes,
+    ) -> Result<LoadedPolicy, PolicyError> {
         let short = |name: &str| format!("{name}@sha256:{}", &bytes.sha256[..12]);
         let fallback = short(&module.fallback_name());
         let fail = |id: &str| {
@@ -178,7 +184,9 @@ pub struct LoadedPolicy {
 
 impl std::fmt::Debug for LoadedPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPolicy").field("id", &self.id).finish()
+        f.debug_struct("LoadedPolicy")
+            .field("id", &self.id)
+            .finish()
     }
 }
 

@@ -89,7 +89,8 @@ pub(crate) fn check_imports(module: &Module) -> Result<(), Cause> {
             });
         }
         match import.ty() {
-            ExternType::Func(f) if sig_is(&f, &[ValType::I32, ValType::I32, ValType::I32], &[]) => {}
+            ExternType::Func(f) if sig_is(&f, &[ValType::I32, ValType::I32, ValType::I32], &[]) => {
+            }
             other => {
                 return Err(Cause::BadImportType {
                     found: describe(&other),
@@ -106,7 +107,13 @@ pub(crate) fn check_exports(module: &Module) -> Result<(), Cause> {
     let funcs: [(&'static str, &[ValType], &[ValType], &'static str, bool); 4] = [
         ("canary_abi_version", &[], &[I32], "func () -> i32", true),
         ("canary_alloc", &[I32], &[I32], "func (i32) -> i32", true),
-        ("canary_decide", &[I32, I32], &[I64], "func (i32, i32) -> i64", true),
+        (
+            "canary_decide",
+            &[I32, I32],
+            &[I64],
+            "func (i32, i32) -> i64",
+            true,
+        ),
         ("canary_dealloc", &[I32, I32], &[], "func (i32, i32)", false),
     ];
     match module.get_export("memory") {

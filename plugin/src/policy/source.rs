@@ -106,7 +106,11 @@ pub(crate) fn fetch(module: &ModuleRef, pin: Option<&str>) -> Result<ModuleBytes
         ModuleRef::Builtin(name) => match BUILTINS.iter().find(|b| b.name == name) {
             Some(builtin) => (builtin.wasm.to_vec(), !builtin.wasm.starts_with(b"\0asm")),
             None => {
-                let known = BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ");
+                let known = BUILTINS
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(fail(Cause::UnknownBuiltin {
                     name: name.clone(),
                     known,

@@ -27,7 +27,11 @@ impl fmt::Display for DecisionError {
 
 impl std::error::Error for DecisionError {}
 
-fn refuse(path: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> DecisionError {
+fn refuse(
+    path: impl Into<String>,
+    value: impl Into<String>,
+    message: impl Into<String>,
+) -> DecisionError {
     DecisionError {
         path: path.into(),
         value: value.into(),
@@ -102,7 +106,11 @@ fn validate_rules(service: &str, rules: &[Rule]) -> Result<(), DecisionError> {
     for (i, rule) in rules.iter().enumerate() {
         let path = format!("{base}[{i}]");
         if rule.to.is_empty() {
-            return Err(refuse(format!("{path}.to"), "[]", "a rule needs at least one destination"));
+            return Err(refuse(
+                format!("{path}.to"),
+                "[]",
+                "a rule needs at least one destination",
+            ));
         }
         for (j, dest) in rule.to.iter().enumerate() {
             if let Some(weight) = dest.weight {
@@ -137,7 +145,11 @@ fn validate_rules(service: &str, rules: &[Rule]) -> Result<(), DecisionError> {
 }
 
 fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
-    if m.headers.is_empty() && m.uri.is_none() && m.source_labels.is_empty() && m.gateways.is_empty() {
+    if m.headers.is_empty()
+        && m.uri.is_none()
+        && m.source_labels.is_empty()
+        && m.gateways.is_empty()
+    {
         return Err(refuse(
             path.to_string(),
             "{}",
@@ -162,7 +174,8 @@ fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
         }
     }
     for (g, gateway) in m.gateways.iter().enumerate() {
-        rules::check_gateway_ref(gateway).map_err(|e| rule_error(format!("{path}.gateways[{g}]"), e))?;
+        rules::check_gateway_ref(gateway)
+            .map_err(|e| rule_error(format!("{path}.gateways[{g}]"), e))?;
     }
     Ok(())
 }
@@ -268,7 +281,10 @@ mod tests {
         ];
         for (json, expected) in cases {
             let err = check(&json).expect_err(expected);
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
     }
 }

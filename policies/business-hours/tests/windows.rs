@@ -3,12 +3,16 @@ use policy_sdk::testing::{canary_weight, run, InputBuilder, ReleaseBuilder};
 use policy_sdk::{Action, Event};
 
 fn input(event: Event, now: &str) -> policy_sdk::Input {
-    let release = ReleaseBuilder::new("shop").service("web", "v1", "v2").build();
+    let release = ReleaseBuilder::new("shop")
+        .service("web", "v1", "v2")
+        .build();
     InputBuilder::new(release)
         .event(event)
         .now(now)
         .stage(0, "2026-11-23T09:00:00Z")
-        .config_json(r#"{"steps": [20, 100], "windows": [{"days": ["mon", "tue"], "from": 9, "to": 17}]}"#)
+        .config_json(
+            r#"{"steps": [20, 100], "windows": [{"days": ["mon", "tue"], "from": 9, "to": 17}]}"#,
+        )
         .build()
 }
 
@@ -19,7 +23,10 @@ fn advances_inside_the_window() {
     assert_eq!(d.action, Action::Complete);
     assert_eq!(canary_weight(&d, "web"), Some(100));
     let d = run(decide, &input(Event::Start, "2026-11-23T16:59:59Z"));
-    assert_eq!((d.action, canary_weight(&d, "web")), (Action::Advance, Some(20)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "web")),
+        (Action::Advance, Some(20))
+    );
 }
 
 #[test]
@@ -36,14 +43,25 @@ fn holds_outside_until_the_next_hour() {
 #[test]
 fn abort_is_always_honoured() {
     let d = run(decide, &input(Event::Abort, "2026-11-25T03:00:00Z"));
-    assert_eq!((d.action, canary_weight(&d, "web")), (Action::Rollback, Some(0)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "web")),
+        (Action::Rollback, Some(0))
+    );
 }
 
 #[test]
 fn bad_windows_hold_with_the_field() {
-    let release = ReleaseBuilder::new("shop").service("web", "v1", "v2").build();
-    let i = InputBuilder::new(release).config_json(r#"{"windows": [{"days": ["someday"]}]}"#).build();
+    let release = ReleaseBuilder::new("shop")
+        .service("web", "v1", "v2")
+        .build();
+    let i = InputBuilder::new(release)
+        .config_json(r#"{"windows": [{"days": ["someday"]}]}"#)
+        .build();
     let d = run(decide, &i);
     assert_eq!(d.action, Action::Hold);
-    assert!(d.reason.contains("config.windows[0].days[0]"), "{}", d.reason);
+    assert!(
+        d.reason.contains("config.windows[0].days[0]"),
+        "{}",
+        d.reason
+    );
 }

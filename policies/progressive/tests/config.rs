@@ -15,7 +15,10 @@ fn defaults_ramp_ten_fifty_hundred_without_testers() {
     let config = Config::from_input(&input).unwrap();
     assert_eq!(config.weights(), vec![10, 50, 100]);
     let d = run(decide, &input);
-    assert_eq!((d.action, canary_weight(&d, "web"), canary_weight(&d, "api")), (Action::Advance, Some(10), Some(10)));
+    assert_eq!(
+        (d.action, canary_weight(&d, "web"), canary_weight(&d, "api")),
+        (Action::Advance, Some(10), Some(10))
+    );
     assert_eq!(matched_rules(&d, "web"), 0);
 }
 
@@ -29,7 +32,10 @@ fn config_errors_name_the_field_and_hold() {
         (r#"{"chain": "yes"}"#, "config.chain"),
         (r#"{"analysis": [{"min": 1}]}"#, "config.analysis[0].metric"),
     ] {
-        let d = run(decide, &InputBuilder::new(release()).config_json(config).build());
+        let d = run(
+            decide,
+            &InputBuilder::new(release()).config_json(config).build(),
+        );
         assert_eq!(d.action, Action::Hold, "{config}");
         assert!(d.reason.contains(field), "{config}: {}", d.reason);
     }
