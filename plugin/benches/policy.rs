@@ -4,7 +4,7 @@
 //! `cargo bench -p kubectl-canary --bench policy`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kubectl_canary::policy::{CacheStatus, Limits, ModuleRef, PolicyHost};
+use kubectl_canary::policy::{validate_decision, CacheStatus, Limits, ModuleRef, PolicyHost};
 use policy_sdk::testing::{InputBuilder, ReleaseBuilder};
 use policy_sdk::{Event, Input};
 
@@ -33,6 +33,14 @@ fn decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide progressive 3 services");
     group.bench_function("wasm (validated)", |b| {
         b.iter(|| policy.decide(&input, &limits).expect("decision"))
+    });
+    let json = serde_json::to_vec(&input).expect("input JSON");
+    group.bench_function("wasm call only (raw JSON, unvalidated)", |b| {
+        b.iter(|| policy.decide_raw(&json, &limits).expect("output"))
+    });
+    let decision = policy.decide(&input, &limits).expect("decision");
+    group.bench_function("host validation only", |b| {
+        b.iter(|| validate_decision(&decision, &input.release).expect("valid"))
     });
     group.bench_function("native (same JSON wire)", |b| {
         b.iter(|| policy_sdk::testing::run(progressive::decide, &input))
