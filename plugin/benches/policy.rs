@@ -2,6 +2,7 @@
 //! the same decide function compiled natively), a cached module load, and an uncached compile.
 //!
 //! `cargo bench -p kubectl-canary --bench policy`
+#![allow(missing_docs)] // criterion_group! writes an undocumented pub fn
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kubectl_canary::policy::{validate_decision, CacheStatus, Limits, ModuleRef, PolicyHost};
