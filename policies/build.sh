@@ -3,7 +3,8 @@
 #
 #   policies/build.sh           build and update policies/dist/<name>.wasm
 #   policies/build.sh --check   rebuild in a temp dir; fail if a byte differs from dist/
-#   policies/build.sh --test    run the policies' native tests with the same toolchain (rustc 1.63)
+#   policies/build.sh --test    run the policies' and policy-sdk's native tests with the same
+#                               toolchain (rustc 1.63)
 #
 # Why a staging copy: cargo 1.65 (Debian) walks up from policy-sdk/ to the root Cargo.toml, whose
 # `resolver = "3"` it cannot read. So policy-sdk/ and policies/ are copied to a fresh directory
@@ -33,6 +34,8 @@ rm -rf "$stage/src/policy-sdk/target"
 cd "$stage/src/policies"
 export CARGO_TARGET_DIR="$stage/target"
 export RUSTC="$rustc"
+# Tests: doctests would otherwise use the rustup rustdoc against 1.63 metadata.
+if [ -x /usr/bin/rustdoc ]; then export RUSTDOC=/usr/bin/rustdoc; fi
 export CARGO_HOME="$stage/cargo-home"
 export RUSTFLAGS="--remap-path-prefix=$stage=/stage"
 export SOURCE_DATE_EPOCH=0
@@ -41,6 +44,8 @@ case "$mode" in
 --test)
     unset RUSTFLAGS
     "$cargo" test --offline --quiet
+    # policy-sdk itself (with the shared Istio rules) on the same rustc 1.63.
+    "$cargo" test --offline --quiet --all-features --manifest-path ../policy-sdk/Cargo.toml
     exit 0
     ;;
 build | --check) ;;

@@ -69,7 +69,7 @@ mod native {
     use std::cell::RefCell;
 
     thread_local! {
-        static LINES: RefCell<Vec<(Level, String)>> = RefCell::new(Vec::new());
+        static LINES: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
     }
 
     pub(super) fn push(level: Level, message: &str) {

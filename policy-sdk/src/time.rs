@@ -127,6 +127,8 @@ fn digits(bytes: &[u8]) -> Option<u32> {
     Some(value)
 }
 
+// `u32::is_multiple_of` is newer than rustc 1.63, which this crate supports.
+#[allow(clippy::manual_is_multiple_of)]
 fn is_leap(year: u32) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }

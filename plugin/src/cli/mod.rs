@@ -20,6 +20,7 @@ mod init;
 mod lint;
 mod mtls;
 mod plan;
+mod policy;
 mod policy_decider;
 mod release;
 mod render;
@@ -150,6 +151,8 @@ pub enum Command {
     Mtls(mtls::MtlsArgs),
     /// Write a release spec from the live Services and Deployments of a namespace.
     Init(init::InitArgs),
+    /// Policies: `list` the built-ins, `inspect` a module, `test` it on fixtures, scaffold a `new` one.
+    Policy(policy::PolicyArgs),
     /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
     /// stage, with routing and simulated traffic.
     Demo(demo::DemoArgs),
@@ -208,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => block_on(get::list(args, &global)),
         Command::History(args) => block_on(get::history(args, &global)),
         Command::Init(args) => block_on(init::run(args, &global)),
+        Command::Policy(args) => policy::run(args),
     }
 }
 

@@ -70,12 +70,11 @@ impl ModuleCache {
         let entry = self.entry(engine, sha256);
         let mut status = CacheStatus::Compiled;
         if let Some(path) = &entry {
-            match std::fs::read(path) {
-                Ok(bytes) => match artefact(&bytes).and_then(|a| deserialize(engine, a)) {
+            if let Ok(bytes) = std::fs::read(path) {
+                match artefact(&bytes).and_then(|a| deserialize(engine, a)) {
                     Some(module) => return Ok((module, CacheStatus::Hit)),
                     None => status = CacheStatus::Repaired,
-                },
-                Err(_) => {}
+                }
             }
         }
         let module = Module::from_binary(engine, binary)

@@ -199,7 +199,7 @@ fn call_decide(
 
 fn checked_range(size: usize, ptr: u64, len: u64) -> Option<std::ops::Range<usize>> {
     let end = ptr.checked_add(len)?;
-    (end <= size as u64).then(|| ptr as usize..end as usize)
+    (end <= size as u64).then_some(ptr as usize..end as usize)
 }
 
 /// Turns a wasmtime error into the guest's fault it describes.

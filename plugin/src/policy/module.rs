@@ -104,7 +104,14 @@ pub(crate) fn check_imports(module: &Module) -> Result<(), Cause> {
 /// The ABI v1 exports exist with the right types.
 pub(crate) fn check_exports(module: &Module) -> Result<(), Cause> {
     use ValType::{I32, I64};
-    let funcs: [(&'static str, &[ValType], &[ValType], &'static str, bool); 4] = [
+    type Expected<'a> = (
+        &'static str,
+        &'a [ValType],
+        &'a [ValType],
+        &'static str,
+        bool,
+    );
+    let funcs: [Expected<'_>; 4] = [
         ("canary_abi_version", &[], &[I32], "func () -> i32", true),
         ("canary_alloc", &[I32], &[I32], "func (i32) -> i32", true),
         (

@@ -15,7 +15,8 @@ use super::limits::MAX_MODULE_BYTES;
 pub struct Builtin {
     /// Its name (`builtin:<name>`).
     pub name: &'static str,
-    /// The module (`policies/dist/<name>.wasm`, built reproducibly by `policies/build.sh`).
+    /// The module: `policies/dist/<name>.wasm` (built reproducibly by `policies/build.sh`), or
+    /// WebAssembly text (`policies/wat/<name>.wat`) compiled at load.
     pub wasm: &'static [u8],
 }
 
@@ -28,6 +29,11 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "business-hours",
         wasm: include_bytes!("../../../policies/dist/business-hours.wasm"),
+    },
+    // Written in WebAssembly text to show the ABI is language-neutral; compiled at load.
+    Builtin {
+        name: "all-at-once",
+        wasm: include_bytes!("../../../policies/wat/all-at-once.wat"),
     },
 ];
 
@@ -98,7 +104,7 @@ pub(crate) fn fetch(module: &ModuleRef, pin: Option<&str>) -> Result<ModuleBytes
     let expected = pin.map(parse_pin).transpose().map_err(fail)?;
     let (source, is_text) = match module {
         ModuleRef::Builtin(name) => match BUILTINS.iter().find(|b| b.name == name) {
-            Some(builtin) => (builtin.wasm.to_vec(), false),
+            Some(builtin) => (builtin.wasm.to_vec(), !builtin.wasm.starts_with(b"\0asm")),
             None => {
                 let known = BUILTINS
                     .iter()

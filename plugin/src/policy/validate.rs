@@ -195,3 +195,96 @@ fn action_name(action: Action) -> &'static str {
         Action::Complete => "complete",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_sdk::testing::ReleaseBuilder;
+
+    fn release() -> ReleaseInfo {
+        ReleaseBuilder::new("voting-v2")
+            .service("voting-app", "1.0", "2.0")
+            .service("voting-storage", "1.0", "2.0")
+            .build()
+    }
+
+    /// A decision from JSON, checked; the error's `path = value: message`.
+    fn check(json: &str) -> Result<(), String> {
+        let decision: Decision = serde_json::from_str(json).expect("test JSON is a decision");
+        validate_decision(&decision, &release()).map_err(|e| e.to_string())
+    }
+
+    fn stage(app: &str, storage: &str) -> String {
+        format!(
+            r#"{{"action":"advance","reason":"r","stage":{{"index":1,"name":"s","routes":{{"voting-app":{app},"voting-storage":{storage}}}}}}}"#
+        )
+    }
+
+    const STABLE: &str = r#"[{"to":[{"subset":"stable"}]}]"#;
+
+    #[test]
+    fn a_good_decision_passes() {
+        let app = r#"[{"match":[{"headers":{"cookie":{"regex":"^(.*?;)?(user=tester)(;.*)?$"}}}],"to":[{"subset":"canary"}]},
+                     {"to":[{"subset":"stable","weight":90},{"subset":"canary","weight":10}]}]"#;
+        check(&stage(app, STABLE)).unwrap();
+        check(r#"{"action":"hold","reason":"wait"}"#).unwrap();
+    }
+
+    #[test]
+    fn each_refusal_names_path_and_value() {
+        let cases = [
+            (
+                stage(r#"[{"to":[{"subset":"stable","weight":50},{"subset":"canary","weight":150}]}]"#, STABLE),
+                "stage.routes.voting-app[0].to[1].weight = \"150\"",
+            ),
+            (
+                stage(r#"[{"to":[{"subset":"stable","weight":0},{"subset":"canary","weight":0}]}]"#, STABLE),
+                "stage.routes.voting-app[0].to = 0: all weights are zero",
+            ),
+            (
+                stage(r#"[{"match":[{"headers":{"cookie":{"regex":"(?=x)"}}}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#, STABLE),
+                "stage.routes.voting-app[0].match[0].headers.cookie.regex = \"(?=x)\"",
+            ),
+            (
+                stage(&format!(r#"[{{"match":[{{"uri":{{"regex":"{}"}}}}],"to":[{{"subset":"canary"}}]}},{{"to":[{{"subset":"stable"}}]}}]"#, "a".repeat(2000)), STABLE),
+                "stage.routes.voting-app[0].match[0].uri.regex",
+            ),
+            (
+                stage(r#"[{"match":[{"headers":{"Canary":{"exact":"x"}}}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#, STABLE),
+                "stage.routes.voting-app[0].match[0].headers.Canary = \"Canary\"",
+            ),
+            (
+                stage(r#"[{"match":[{"headers":{"canary":{"exact":"x"}}}],"to":[{"subset":"canary"}]}]"#, STABLE),
+                "stage.routes.voting-app[0].match = 1 condition(s): the last rule has a match",
+            ),
+            (stage("[]", STABLE), "stage.routes.voting-app = []: empty route list"),
+            (
+                r#"{"action":"advance","reason":"r","stage":{"index":1,"name":"s","routes":{"voting-app":[{"to":[{"subset":"stable"}]}]}}}"#.to_string(),
+                "stage.routes = \"voting-storage\": service voting-storage of the release has no routes",
+            ),
+            (
+                r#"{"action":"advance","reason":"r","stage":{"index":1,"name":"s","routes":{}}}"#.to_string(),
+                "stage.routes = {}: empty route list",
+            ),
+            (
+                r#"{"action":"complete","reason":"r"}"#.to_string(),
+                "stage = null: action complete needs a stage",
+            ),
+            (
+                stage(STABLE, STABLE).replace("voting-storage", "voting-store"),
+                "stage.routes.voting-store = \"voting-store\": unknown service; the release has voting-app, voting-storage",
+            ),
+            (
+                stage(r#"[{"match":[{"gateways":["bad/gw/x"]}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#, STABLE),
+                "stage.routes.voting-app[0].match[0].gateways[0] = \"bad/gw/x\"",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = check(&json).expect_err(expected);
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Loading, metadata, pins, sources, the precompiled cache and the WAT built-in.
+
+mod common;
+
+use common::{fixture, host, web_input};
+use kubectl_canary::policy::{CacheStatus, Cause, Limits, ModuleRef, PolicyHost, BUILTINS};
+use policy_sdk::testing::canary_weight;
+use policy_sdk::Action;
+
+#[test]
+fn every_builtin_loads_with_metadata() {
+    let host = host();
+    for builtin in BUILTINS {
+        let policy = host
+            .load(&ModuleRef::Builtin(builtin.name.into()), None)
+            .unwrap_or_else(|e| panic!("{}: {e}", builtin.name));
+        let metadata = policy.metadata().expect("metadata section");
+        assert_eq!(metadata.name, builtin.name);
+        assert_eq!(metadata.abi, Some(1));
+        assert!(metadata.config_schema.is_object());
+        assert!(policy
+            .id()
+            .starts_with(&format!("{}@sha256:", builtin.name)));
+        let exports: Vec<_> = policy.exports().iter().map(|e| e.name.as_str()).collect();
+        for name in [
+            "memory",
+            "canary_abi_version",
+            "canary_alloc",
+            "canary_decide",
+        ] {
+            assert!(exports.contains(&name), "{}: {exports:?}", builtin.name);
+        }
+        assert!(policy.imports().iter().all(|i| i.name == "canary.log"));
+    }
+}
+
+#[test]
+fn the_wat_builtin_decides_all_at_once() {
+    let host = host();
+    let policy = host
+        .load(&ModuleRef::parse("builtin:all-at-once"), None)
+        .unwrap();
+    let evaluation = policy.evaluate(&web_input(), &Limits::default()).unwrap();
+    assert_eq!(evaluation.decision.action, Action::Complete);
+    assert_eq!(canary_weight(&evaluation.decision, "web"), Some(100));
+    assert_eq!(evaluation.logs.len(), 1);
+}
+
+#[test]
+fn unknown_builtin_lists_the_known_ones() {
+    let err = host()
+        .load(&ModuleRef::parse("builtin:nope"), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("progressive"), "{err}");
+}
+
+#[test]
+fn remote_sources_are_not_supported_yet() {
+    for module in ["https://example.com/p.wasm", "oci://ghcr.io/org/p:1"] {
+        let err = host().load(&ModuleRef::parse(module), None).unwrap_err();
+        assert!(
+            matches!(err.cause, Cause::UnsupportedSource { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
+}
+
+#[test]
+fn sha256_pin_is_verified_before_anything_runs() {
+    let host = host();
+    let module = ModuleRef::parse("builtin:progressive");
+    let real = host.load(&module, None).unwrap().sha256().to_string();
+    host.load(&module, Some(&format!("sha256:{real}")))
+        .expect("matching pin");
+    let wrong = "0".repeat(64);
+    let err = host.load(&module, Some(&wrong)).unwrap_err();
+    assert!(matches!(err.cause, Cause::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&real));
+    let err = host.load(&module, Some("sha256:xyz")).unwrap_err();
+    assert!(matches!(err.cause, Cause::InvalidPin { .. }), "{err}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = host()
+        .load(&ModuleRef::parse("/nonexistent/policy.wasm"), None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/policy.wasm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_wat_is_a_clear_error() {
+    let err = host()
+        .load_bytes("broken.wat", b"(module (func")
+        .unwrap_err();
+    assert!(matches!(err.cause, Cause::Wat(_)), "{err}");
+}
+
+#[test]
+fn cache_hits_and_repairs_corrupt_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
+    let host = PolicyHost::new(Some(dir.path().to_path_buf())).unwrap();
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Compiled
+    );
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
+    // A second host (another process) reuses the entry.
+    let other = PolicyHost::new(Some(dir.path().to_path_buf())).unwrap();
+    assert_eq!(
+        other.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
+
+    let entries: Vec<_> = std::fs::read_dir(dir.path().join("modules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let repaired = host.load(&module, None).unwrap();
+    assert_eq!(repaired.cache_status(), CacheStatus::Repaired);
+    // The repaired module still runs (its output is invalid JSON by design).
+    let err = repaired
+        .decide(&web_input(), &Limits::default())
+        .unwrap_err();
+    assert!(matches!(err.cause, Cause::InvalidOutput(_)), "{err}");
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Repaired
+    );
+}
+
+#[test]
+fn racing_loads_share_one_cache_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let host = PolicyHost::new(Some(dir)).unwrap();
+                let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
+                host.load(&module, None)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "no temp files left behind: {names:?}");
+    assert!(names[0].ends_with(".cwasm"));
+}
+
+#[test]
+fn unwritable_cache_dir_only_costs_a_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let host = PolicyHost::new(Some(file)).unwrap();
+    let module = ModuleRef::File(fixture("hostile/invalid-json.wat"));
+    assert_eq!(
+        host.load(&module, None).unwrap().cache_status(),
+        CacheStatus::Compiled
+    );
+}

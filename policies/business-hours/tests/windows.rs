@@ -1,0 +1,67 @@
+use business_hours::decide;
+use policy_sdk::testing::{canary_weight, run, InputBuilder, ReleaseBuilder};
+use policy_sdk::{Action, Event};
+
+fn input(event: Event, now: &str) -> policy_sdk::Input {
+    let release = ReleaseBuilder::new("shop")
+        .service("web", "v1", "v2")
+        .build();
+    InputBuilder::new(release)
+        .event(event)
+        .now(now)
+        .stage(0, "2026-11-23T09:00:00Z")
+        .config_json(
+            r#"{"steps": [20, 100], "windows": [{"days": ["mon", "tue"], "from": 9, "to": 17}]}"#,
+        )
+        .build()
+}
+
+#[test]
+fn advances_inside_the_window() {
+    // 2026-11-23 is a Monday.
+    let d = run(decide, &input(Event::Step, "2026-11-23T10:15:00Z"));
+    assert_eq!(d.action, Action::Complete);
+    assert_eq!(canary_weight(&d, "web"), Some(100));
+    let d = run(decide, &input(Event::Start, "2026-11-23T16:59:59Z"));
+    assert_eq!(
+        (d.action, canary_weight(&d, "web")),
+        (Action::Advance, Some(20))
+    );
+}
+
+#[test]
+fn holds_outside_until_the_next_hour() {
+    let d = run(decide, &input(Event::Step, "2026-11-23T17:20:00Z"));
+    assert_eq!(d.action, Action::Hold);
+    assert_eq!(d.requeue_after_seconds, Some(2400));
+    // Wednesday is not in the window.
+    let d = run(decide, &input(Event::Step, "2026-11-25T10:00:00Z"));
+    assert_eq!(d.action, Action::Hold);
+    assert!(d.reason.contains("wed 10:00"), "{}", d.reason);
+}
+
+#[test]
+fn abort_is_always_honoured() {
+    let d = run(decide, &input(Event::Abort, "2026-11-25T03:00:00Z"));
+    assert_eq!(
+        (d.action, canary_weight(&d, "web")),
+        (Action::Rollback, Some(0))
+    );
+}
+
+#[test]
+fn bad_windows_hold_with_the_field() {
+    let release = ReleaseBuilder::new("shop")
+        .service("web", "v1", "v2")
+        .build();
+    let i = InputBuilder::new(release)
+        .config_json(r#"{"windows": [{"days": ["someday"]}]}"#)
+        .build();
+    let d = run(decide, &i);
+    assert_eq!(d.action, Action::Hold);
+    assert!(
+        d.reason.contains("config.windows[0].days[0]"),
+        "{}",
+        d.reason
+    );
+}
