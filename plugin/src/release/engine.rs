@@ -131,6 +131,14 @@ pub struct Outcome {
     pub requeue_after_seconds: Option<u64>,
 }
 
+/// A loaded release, before a command acts on it.
+enum Ready {
+    /// An interrupted earlier command was finished; this is its outcome.
+    Interrupted(Outcome),
+    /// Up to date: the record, its resourceVersion, and the live objects.
+    Ready(ReleaseRecord, String, ObjectSet),
+}
+
 /// Options of `start`.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -315,15 +323,10 @@ impl Engine {
         decider: &dyn Decider,
         weight: Option<WeightOverride>,
     ) -> Result<Outcome, EngineError> {
-        let Versioned {
-            record,
-            resource_version,
-        } = current;
-        let live = self.read_live(&record).await?;
-        let want = desired_objects(&record)?;
-        if !order::plan(&live, &want, &deployments_to_delete(&record)).is_empty() {
-            return self.converge_or(record, live, "").await;
-        }
+        let (record, resource_version, live) = match self.ready(current).await? {
+            Ready::Interrupted(outcome) => return Ok(outcome),
+            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
+        };
         self.check_phase(&record, event)?;
         let now = self.now();
         let mut next = record.clone();
@@ -446,15 +449,10 @@ impl Engine {
         current: Versioned<ReleaseRecord>,
         keep_old: bool,
     ) -> Result<Outcome, EngineError> {
-        let Versioned {
-            record,
-            resource_version,
-        } = current;
-        let live = self.read_live(&record).await?;
-        let want = desired_objects(&record)?;
-        if !order::plan(&live, &want, &deployments_to_delete(&record)).is_empty() {
-            return self.converge_or(record, live, "").await;
-        }
+        let (record, resource_version, live) = match self.ready(current).await? {
+            Ready::Interrupted(outcome) => return Ok(outcome),
+            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
+        };
         if record.phase != Phase::Promoted {
             return Err(EngineError::WrongPhase {
                 release: record.spec.name().to_string(),
@@ -509,15 +507,10 @@ impl Engine {
     /// Undo a finalize: restore the deleted Deployments, then the stable subset, then the
     /// routing in force before finalize. The release is Promoted again.
     pub async fn undo(&self, current: Versioned<ReleaseRecord>) -> Result<Outcome, EngineError> {
-        let Versioned {
-            record,
-            resource_version,
-        } = current;
-        let live = self.read_live(&record).await?;
-        let want = desired_objects(&record)?;
-        if !order::plan(&live, &want, &deployments_to_delete(&record)).is_empty() {
-            return self.converge_or(record, live, "").await;
-        }
+        let (record, resource_version, live) = match self.ready(current).await? {
+            Ready::Interrupted(outcome) => return Ok(outcome),
+            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
+        };
         let snapshot = match (&record.phase, &record.snapshot) {
             (Phase::Finalized, Some(snapshot)) => snapshot.clone(),
             _ => {
@@ -552,6 +545,24 @@ impl Engine {
             None,
         )
         .await
+    }
+
+    /// Read the live objects of a loaded release and, if an earlier command was interrupted
+    /// (they differ from what the record wants), finish that command instead of a new one.
+    async fn ready(&self, current: Versioned<ReleaseRecord>) -> Result<Ready, EngineError> {
+        let Versioned {
+            record,
+            resource_version,
+        } = current;
+        let live = self.read_live(&record).await?;
+        let want = desired_objects(&record)?;
+        if order::plan(&live, &want, &deployments_to_delete(&record)).is_empty() {
+            Ok(Ready::Ready(record, resource_version, live))
+        } else {
+            Ok(Ready::Interrupted(
+                self.converge_or(record, live, "").await?,
+            ))
+        }
     }
 
     /// Write `next` conditional on `rv`, then apply it.
