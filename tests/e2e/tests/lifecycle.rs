@@ -30,7 +30,11 @@ async fn dry_runs_of_start_change_nothing() {
             let run = c.canary(args.clone()).success();
             assert_eq!(real_writes(&c), Vec::<String>::new(), "{args:?}: {run:#?}");
             if output == Some("yaml") {
-                assert!(run.stdout.contains("kind: VirtualService"), "{}", run.stdout);
+                assert!(
+                    run.stdout.contains("kind: VirtualService"),
+                    "{}",
+                    run.stdout
+                );
             }
             if output == Some("json") {
                 serde_json::from_str::<serde_json::Value>(&run.stdout)
@@ -55,7 +59,11 @@ async fn abort_returns_traffic_to_stable_and_step_is_refused() {
     c.assert_no_dangling_subsets();
     let step = c.canary(["step", "reviews-v3", "-n", "default"]).code(1);
     assert!(step.stderr.starts_with("error: "), "{}", step.stderr);
-    assert!(step.stderr.contains("Aborted") || step.stderr.contains("aborted"), "{}", step.stderr);
+    assert!(
+        step.stderr.contains("Aborted") || step.stderr.contains("aborted"),
+        "{}",
+        step.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +73,11 @@ async fn unknown_release_is_not_found_in_namespace() {
     };
     let run = c.canary(["step", "no-such-release", "-n", "default"]);
     assert_ne!(run.code, Some(0), "{run:#?}");
-    assert!(run.stderr.contains("not found in namespace"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not found in namespace"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,9 +87,16 @@ async fn a_bad_spec_sends_no_write() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "apiVersion: canary.dev/v1\nkind: Release\nmetadata: [\n").unwrap();
+    std::fs::write(
+        &path,
+        "apiVersion: canary.dev/v1\nkind: Release\nmetadata: [\n",
+    )
+    .unwrap();
     c.emulator.audit().clear();
     let run = c.canary(["start", "-f", path.to_str().unwrap()]).code(1);
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
-    assert!(c.emulator.audit().records().is_empty(), "nothing may be sent");
+    assert!(
+        c.emulator.audit().records().is_empty(),
+        "nothing may be sent"
+    );
 }
