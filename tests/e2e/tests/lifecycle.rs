@@ -2,14 +2,21 @@
 
 use canary_e2e::TestCluster;
 
-/// Successful writes that were not server-side dry runs.
+/// Successful writes that changed the cluster: its resourceVersion moved. Server-side dry runs
+/// (`dryRun=All` in the query, or in a DELETE's body as kube-rs sends it) leave it alone.
 fn real_writes(c: &TestCluster) -> Vec<String> {
-    c.emulator
-        .audit()
-        .records()
-        .iter()
-        .filter(|r| r.is_successful_write() && !r.path.contains("dryRun"))
-        .map(|r| format!("{} {} {}/{}", r.verb, r.path, r.resource, r.name))
+    let records = c.emulator.audit().records();
+    records
+        .windows(2)
+        .filter(|w| {
+            w[1].is_successful_write() && w[1].state.resource_version != w[0].state.resource_version
+        })
+        .map(|w| {
+            format!(
+                "{} {} {}/{}",
+                w[1].verb, w[1].path, w[1].resource, w[1].name
+            )
+        })
         .collect()
 }
 
@@ -98,5 +105,137 @@ async fn a_bad_spec_sends_no_write() {
     assert!(
         c.emulator.audit().records().is_empty(),
         "nothing may be sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_keeps_the_canary_running_and_records_the_phase() {
+    let Some(c) = TestCluster::start("abort_phase").await else {
+        return;
+    };
+    let (spec, _) = c.example("nginx-weighted.yaml");
+    c.canary(["start", "-f", spec.to_str().unwrap()]).success();
+    c.canary(["abort", "nginx-v2", "-n", "demo"]).success();
+    assert_eq!(
+        c.default_weights("demo", "nginx"),
+        [("v1".to_string(), 100)]
+    );
+    assert!(
+        c.exists("deployment", "demo", "nginx-v2"),
+        "abort must keep the canary"
+    );
+    let state = c
+        .canary(["get", "nginx-v2", "-n", "demo", "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(state["phase"], "Aborted");
+}
+
+/// A policy that traps: `start` holds, says why, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_policy_holds_and_nothing_is_written() {
+    let Some(c) = TestCluster::start("failing_policy").await else {
+        return;
+    };
+    let (spec, _) = c.example("bookinfo-reviews.yaml");
+    let trap = canary_e2e::workspace_root().join("plugin/tests/fixtures/hostile/unreachable.wat");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("builtin:progressive", trap.to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.yaml");
+    std::fs::write(&file, text).unwrap();
+    c.emulator.audit().clear();
+    let run = c.canary(["start", "-f", file.to_str().unwrap()]).code(1);
+    assert!(
+        run.stderr.starts_with("error: policy unreachable@sha256:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("holding (nothing applied)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(real_writes(&c), Vec::<String>::new());
+}
+
+/// Dry runs of the commands that follow start write nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_of_step_promote_finalize_change_nothing() {
+    let Some(c) = TestCluster::start("dry_run_others").await else {
+        return;
+    };
+    let (spec, _) = c.example("bookinfo-reviews.yaml");
+    c.canary(["start", "-f", spec.to_str().unwrap()]).success();
+    let before = c.default_weights("default", "reviews");
+    for mode in ["--dry-run=client", "--dry-run=server"] {
+        c.emulator.audit().clear();
+        let run = c
+            .canary(["step", "reviews-v3", "-n", "default", mode, "-o", "yaml"])
+            .success();
+        assert!(
+            run.stdout.contains("kind: VirtualService"),
+            "{}",
+            run.stdout
+        );
+        c.canary(["promote", "reviews-v3", "-n", "default", mode])
+            .success();
+        assert_eq!(real_writes(&c), Vec::<String>::new(), "{mode}");
+    }
+    assert_eq!(c.default_weights("default", "reviews"), before);
+    c.canary(["promote", "reviews-v3", "-n", "default"])
+        .success();
+    c.emulator.audit().clear();
+    c.canary([
+        "finalize",
+        "reviews-v3",
+        "-n",
+        "default",
+        "--dry-run=server",
+    ])
+    .success();
+    assert_eq!(real_writes(&c), Vec::<String>::new());
+    assert!(c.exists("deployment", "default", "reviews-v1"));
+}
+
+/// `get` shows the live release as a tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_the_release_tree() {
+    let Some(c) = TestCluster::start("get_tree").await else {
+        return;
+    };
+    let (spec, _) = c.example("bookinfo-reviews.yaml");
+    c.canary(["start", "-f", spec.to_str().unwrap()]).success();
+    let run = c
+        .canary(["get", "reviews-v3", "-n", "default", "--color", "never"])
+        .success();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "reviews-v3 (default)  Progressing  stage 0 (50%)  policy progressive@sha256:"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines[1], "└── service reviews");
+    assert_eq!(
+        lines[2],
+        "    ├── stable v1         version=v1  50.0%  pods 2/2"
+    );
+    assert_eq!(
+        lines[3],
+        "    ├── canary v3         version=v3  50.0%  pods 2/2"
+    );
+    let list = c.canary(["list", "-n", "default"]).success();
+    assert!(
+        list.stdout.starts_with("NAME         PHASE         STAGE"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        list.stdout.contains("reviews-v3   Progressing   0 (50%)"),
+        "{}",
+        list.stdout
     );
 }
