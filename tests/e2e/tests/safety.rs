@@ -47,10 +47,11 @@ async fn two_concurrent_steps_exactly_one_wins() {
     let (spec, _) = c.example("bookinfo-reviews.yaml");
     c.canary(["start", "-f", spec.to_str().unwrap()]).success();
     c.emulator.audit().clear();
-    // Slow every request down so that both read the same resourceVersion.
+    // Slow every request down (1 s) so that both read the same resourceVersion even if one
+    // process starts late on a loaded machine.
     c.emulator
         .faults()
-        .set_latency(std::time::Duration::from_millis(300));
+        .set_latency(std::time::Duration::from_millis(1000));
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| c.canary(["step", "reviews-v3", "-n", "default"]));
         let b = s.spawn(|| c.canary(["step", "reviews-v3", "-n", "default"]));
