@@ -95,7 +95,7 @@ fn seed_000_voting_app_feature_flag_then_all() {
     let app = &testers.stage.as_ref().unwrap().routes["voting-app"];
     assert_eq!(
         app[0].matches[0].headers["cookie"],
-        StringMatch::Regex("^(.*?;)?(featureflag=on)(;.*)?$".into())
+        StringMatch::Regex("^(.*?;\\s*)?(featureflag=on)(;.*)?$".into())
     );
     assert_eq!(canary_weight(testers, "voting-app"), Some(0));
     // Non-entry services: canary callers (version 2.0) reach the canary, others stable.
@@ -134,7 +134,7 @@ fn seed_003_weather_testers_and_source_labels() {
     let routes = &stages[0].stage.as_ref().unwrap().routes;
     assert_eq!(
         routes["frontend"][0].matches[0].headers["cookie"],
-        StringMatch::Regex("^(.*?;)?(user=tester)(;.*)?$".into())
+        StringMatch::Regex("^(.*?;\\s*)?(user=tester)(;.*)?$".into())
     );
     assert_eq!(
         routes["forecast"][0].matches[0].source_labels["version"],
