@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{GlobalArgs, OutputFormat};
@@ -11,6 +10,7 @@ use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{self, resources, Cluster};
 use crate::release::record::ReleaseRecord;
 use crate::release::view::release_view;
+use crate::release::EngineError;
 use crate::ui::table::Table;
 use crate::ui::tree;
 
@@ -56,15 +56,13 @@ pub(crate) async fn load_release(
     cluster: &Cluster,
     name: &str,
 ) -> anyhow::Result<Versioned<ReleaseRecord>> {
-    StateStore::<ReleaseRecord>::new(cluster, false)
+    let found = StateStore::<ReleaseRecord>::new(cluster, false)
         .load(name)
-        .await?
-        .with_context(|| {
-            format!(
-                "release {name:?} not found in namespace {} (kubectl canary list -n {} shows the releases there)",
-                cluster.namespace, cluster.namespace
-            )
-        })
+        .await?;
+    Ok(found.ok_or_else(|| EngineError::NotFound {
+        release: name.to_string(),
+        namespace: cluster.namespace.clone(),
+    })?)
 }
 
 async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<(String, bool)> {
@@ -172,10 +170,7 @@ pub async fn history(args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<(
         table.row(vec![
             i.to_string(),
             h.at.clone(),
-            serde_json::to_value(h.action)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            crate::ui::action_name(h.action).to_string(),
             h.stage.to_string(),
             h.reason.clone(),
         ]);

@@ -266,12 +266,7 @@ fn plan(
     anyhow::bail!("the policy did not finish within {max_decisions} decisions (--max-decisions)")
 }
 
-fn action_name(action: Action) -> String {
-    serde_json::to_value(action)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
+use crate::ui::action_name;
 
 fn to_json(release: &Release, stages: &[Planned]) -> Value {
     let info = release.release_info();

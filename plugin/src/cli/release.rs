@@ -389,10 +389,7 @@ fn summary(outcome: &Outcome) -> String {
     let what = match outcome.action {
         None if outcome.converged => "converged".to_string(),
         None => "unchanged".to_string(),
-        Some(action) => serde_json::to_value(action)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        Some(action) => crate::ui::action_name(action).to_string(),
     };
     let reason = if outcome.reason.is_empty() {
         String::new()

@@ -193,11 +193,7 @@ async fn stage_report(
     ];
     let landing = traffic::walk(&table, &info, &chain, &clients, requests)?;
     let mut out = String::new();
-    let action = outcome
-        .action
-        .and_then(|a| serde_json::to_value(a).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "converge".into());
+    let action = outcome.action.map_or("converge", crate::ui::action_name);
     let _ = writeln!(
         out,
         "\n━━ stage {} ({}) — {action}: {}",

@@ -55,10 +55,7 @@ pub fn release_view(record: &ReleaseRecord, pods: &[Value]) -> ReleaseView {
         policy: record.policy.short(),
         services,
         last_decision: record.history.last().map(|h| DecisionView {
-            action: serde_json::to_value(h.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            action: crate::ui::action_name(h.action).to_string(),
             at: h.at.clone(),
             reason: h.reason.clone(),
         }),
