@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use policy_sdk::{Event, Phase};
 
 use super::traffic::{self, Client};
-use super::workloads::{workloads_for, ISTIO_CRDS};
+use super::workloads::{istio_crds, workloads_for};
 use crate::cluster::apply::ApplyOptions;
 use crate::cluster::{inventory, resources, Cluster, ConnectOptions};
 use crate::istio::IstioObject;
@@ -90,7 +90,7 @@ pub async fn run(
 ) -> Result<Vec<Outcome>, DemoError> {
     let spec = demo_spec()?;
     let fail = |e: kube_emulator::Error| DemoError::Emulator(e.to_string());
-    emulator.apply_yaml(ISTIO_CRDS).map_err(fail)?;
+    emulator.apply_yaml(&istio_crds()).map_err(fail)?;
     for object in workloads_for(&spec) {
         let yaml = serde_yaml::to_string(&object).unwrap_or_default();
         emulator.apply_yaml(&yaml).map_err(fail)?;

@@ -6,68 +6,59 @@ use serde_json::{json, Value};
 
 use crate::spec::Release;
 
-/// CustomResourceDefinitions for the four Istio kinds kubectl-canary uses, with open schemas.
+/// The four Istio kinds kubectl-canary uses: group, kind, plural, short name.
+const ISTIO_KINDS: [(&str, &str, &str, &str); 4] = [
+    (
+        "networking.istio.io",
+        "VirtualService",
+        "virtualservices",
+        "vs",
+    ),
+    (
+        "networking.istio.io",
+        "DestinationRule",
+        "destinationrules",
+        "dr",
+    ),
+    ("networking.istio.io", "Gateway", "gateways", "gw"),
+    (
+        "security.istio.io",
+        "PeerAuthentication",
+        "peerauthentications",
+        "pa",
+    ),
+];
+
+/// CustomResourceDefinitions (v1 served and stored) for the four Istio kinds kubectl-canary
+/// uses, with open schemas, as one YAML stream.
 ///
 /// Istio's own bundle (with full schemas) is what tests install when it is available; the demo
 /// runs anywhere, so it carries these definitions, written for this project. Objects are still
 /// checked by the emulated server's istiod-webhook layer.
-pub const ISTIO_CRDS: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: virtualservices.networking.istio.io}
-spec:
-  group: networking.istio.io
-  scope: Namespaced
-  names: {kind: VirtualService, listKind: VirtualServiceList, plural: virtualservices, singular: virtualservice, shortNames: [vs]}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: destinationrules.networking.istio.io}
-spec:
-  group: networking.istio.io
-  scope: Namespaced
-  names: {kind: DestinationRule, listKind: DestinationRuleList, plural: destinationrules, singular: destinationrule, shortNames: [dr]}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: gateways.networking.istio.io}
-spec:
-  group: networking.istio.io
-  scope: Namespaced
-  names: {kind: Gateway, listKind: GatewayList, plural: gateways, singular: gateway, shortNames: [gw]}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: peerauthentications.security.istio.io}
-spec:
-  group: security.istio.io
-  scope: Namespaced
-  names: {kind: PeerAuthentication, listKind: PeerAuthenticationList, plural: peerauthentications, singular: peerauthentication, shortNames: [pa]}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
+pub fn istio_crds() -> String {
+    ISTIO_KINDS
+        .iter()
+        .map(|(group, kind, plural, short)| {
+            let singular = kind.to_ascii_lowercase();
+            format!(
+                "apiVersion: apiextensions.k8s.io/v1\n\
+                 kind: CustomResourceDefinition\n\
+                 metadata: {{name: {plural}.{group}}}\n\
+                 spec:\n  \
+                 group: {group}\n  \
+                 scope: Namespaced\n  \
+                 names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {singular}, shortNames: [{short}]}}\n  \
+                 versions:\n  \
+                 - name: v1\n    \
+                 served: true\n    \
+                 storage: true\n    \
+                 schema:\n      \
+                 openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
 
 /// The namespace, Services, Deployments (stable, and canary unless the spec clones it from
 /// `image`) and Gateways that `spec` expects, as a YAML-free list of objects.
@@ -179,6 +170,33 @@ mod tests {
         assert_eq!(
             dep["spec"]["template"]["metadata"]["labels"],
             json!({"app": "voting-analytics", "version": "1.1"})
+        );
+    }
+
+    #[test]
+    fn istio_crds_are_four_served_crds() {
+        let objects = crate::manifest::parse_stream(&istio_crds(), "crds").unwrap();
+        let names: Vec<&str> = objects
+            .iter()
+            .map(|o| o.object["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "virtualservices.networking.istio.io",
+                "destinationrules.networking.istio.io",
+                "gateways.networking.istio.io",
+                "peerauthentications.security.istio.io"
+            ]
+        );
+        let vs = &objects[0].object;
+        assert_eq!(vs["spec"]["names"]["kind"], "VirtualService");
+        assert_eq!(vs["spec"]["names"]["shortNames"], json!(["vs"]));
+        assert_eq!(vs["spec"]["versions"][0]["served"], true);
+        assert_eq!(
+            vs["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+                ["x-kubernetes-preserve-unknown-fields"],
+            true
         );
     }
 

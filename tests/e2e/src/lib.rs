@@ -270,7 +270,7 @@ impl TestCluster {
             }
             None => {
                 emulator
-                    .apply_yaml(kubectl_canary::demo::workloads::ISTIO_CRDS)
+                    .apply_yaml(&kubectl_canary::demo::workloads::istio_crds())
                     .expect("install Istio CRDs");
             }
         }
