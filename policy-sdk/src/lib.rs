@@ -3,8 +3,8 @@
 //! Everything a kubectl-canary policy author needs: the typed policy input and decision
 //! (ABI v1, see the project's `policy-abi` design brief), the [`export_policy!`] macro writing a
 //! module's exports and metadata, a [`log`] helper, [`stages`] helpers for common stage logic,
-//! [`time`] helpers (policies have no clock: `now` is in the input), and a native test harness,
-//! [`testing`].
+//! [`time`] helpers (policies have no clock: `now` is in the input), a fast allocator for
+//! one-decision instances ([`alloc::DecisionAllocator`]), and a native test harness, [`testing`].
 //!
 //! The same types are used by the host (the `kubectl-canary` plugin) to validate decisions and
 //! render Istio objects, so the wire format has exactly one definition.
@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod alloc;
 pub mod log;
 #[cfg(feature = "rules")]
 pub mod rules;
