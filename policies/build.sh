@@ -62,6 +62,22 @@ if [ "$mode" = build ]; then
 fi
 
 status=0
+# The digests the plugin embeds with the modules (it would otherwise hash them at every load);
+# a unit test in plugin/src/policy/source.rs checks them against the embedded bytes.
+sums="$stage/SHA256SUMS"
+for name in $policies; do
+    file=$(echo "$name" | tr - _).wasm
+    (cd "$stage/target/wasm32-unknown-unknown/release" && sha256sum "$file" | sed "s/ $file\$/ $name.wasm/")
+done >"$sums"
+(cd "$here/wat" && sha256sum -- *.wat) >>"$sums"
+if [ "$mode" = --check ]; then
+    if ! cmp -s "$sums" "$here/dist/SHA256SUMS"; then
+        echo "policies/dist/SHA256SUMS differs from a fresh build: run policies/build.sh and commit" >&2
+        status=1
+    fi
+else
+    cp "$sums" "$here/dist/SHA256SUMS"
+fi
 for name in $policies; do
     file=$(echo "$name" | tr - _).wasm
     built="$stage/target/wasm32-unknown-unknown/release/$file"

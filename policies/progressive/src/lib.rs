@@ -15,6 +15,12 @@ use policy_sdk::time::parse_duration;
 use policy_sdk::{log, Decision, Event, Input, Phase, Role, Stage};
 use serde_json::Value;
 
+// Every decision runs in a fresh instance: a bump allocator beats dlmalloc (policy_sdk::alloc).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: policy_sdk::alloc::DecisionAllocator =
+    policy_sdk::alloc::DecisionAllocator::new();
+
 policy_sdk::export_policy!(
     decide: decide,
     name: "progressive",
