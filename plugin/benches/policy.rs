@@ -50,6 +50,15 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| progressive::decide(&input))
     });
     group.finish();
+
+    // The host's fixed cost per decision: a policy that does almost nothing (hand-written WAT),
+    // so what is measured is a fresh instance, the ABI calls and the copies in and out.
+    let trivial = host
+        .load(&ModuleRef::parse("builtin:all-at-once"), None)
+        .expect("all-at-once");
+    c.bench_function("host overhead per decision (all-at-once, raw)", |b| {
+        b.iter(|| trivial.decide_raw(&json, &limits).expect("output"))
+    });
 }
 
 fn loading(c: &mut Criterion) {

@@ -46,6 +46,7 @@ use invoke::GuestState;
 /// The engine, linker and module cache; build once, load many policies.
 pub struct PolicyHost {
     engine: Engine,
+    allocation: engine::Allocation,
     linker: Linker<GuestState>,
     cache: cache::ModuleCache,
 }
@@ -53,6 +54,7 @@ pub struct PolicyHost {
 impl std::fmt::Debug for PolicyHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyHost")
+            .field("allocation", &self.allocation)
             .field("cache", &self.cache)
             .finish()
     }
@@ -63,10 +65,11 @@ impl PolicyHost {
     /// See [`default_cache_dir`] for the usual choice.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<PolicyHost, PolicyError> {
         let fail = |cause| PolicyError::new("host", cause);
-        let engine = engine::new_engine().map_err(fail)?;
+        let (engine, allocation) = engine::new_engine().map_err(fail)?;
         let linker = invoke::linker(&engine).map_err(fail)?;
         Ok(PolicyHost {
             engine,
+            allocation,
             linker,
             cache: cache::ModuleCache::new(cache_dir),
         })
@@ -278,7 +281,13 @@ impl LoadedPolicy {
 }
 
 /// Output bytes → decision (UTF-8, JSON, the decision schema with a field path on mismatch).
+///
+/// A well-formed decision takes the direct parse; only a bad one pays for the second, slower
+/// parse that finds the field path for the message.
 fn parse_decision(bytes: &[u8]) -> Result<Decision, Cause> {
+    if let Ok(decision) = serde_json::from_slice::<Decision>(bytes) {
+        return Ok(decision);
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| Cause::InvalidUtf8(e.to_string()))?;
     let mut de = serde_json::Deserializer::from_str(text);
     let decision: Decision = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -3,7 +3,9 @@
 //! (RE2, weights, header names, gateway references) are `policy_sdk::rules`, shared with the
 //! spec validator and the emulator.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 
 use policy_sdk::rules::{self, quote};
 use policy_sdk::{Action, Decision, Match, ReleaseInfo, Rule, StringMatch};
@@ -182,8 +184,36 @@ fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
 
 fn validate_string_match(path: &str, value: &StringMatch) -> Result<(), DecisionError> {
     if let StringMatch::Regex(regex) = value {
-        rules::check_regex(regex).map_err(|e| rule_error(format!("{path}.regex"), e))?;
+        check_regex_memoised(regex).map_err(|e| rule_error(format!("{path}.regex"), e))?;
     }
+    Ok(())
+}
+
+/// Regexes that passed [`rules::check_regex`] in this process, so that a policy returning the
+/// same tester regex stage after stage does not pay for compiling it each time (compiling is
+/// most of the cost of validating a decision). Refusals are not kept: they are rare and their
+/// message is rebuilt each time.
+static ACCEPTED_REGEXES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// How many accepted regexes are remembered; past it the set starts again.
+const ACCEPTED_REGEXES_MAX: usize = 256;
+
+fn check_regex_memoised(regex: &str) -> Result<(), rules::RuleError> {
+    let known = |regex: &str| {
+        ACCEPTED_REGEXES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(regex)
+    };
+    if known(regex) {
+        return Ok(());
+    }
+    rules::check_regex(regex)?;
+    let mut accepted = ACCEPTED_REGEXES.lock().unwrap_or_else(|e| e.into_inner());
+    if accepted.len() >= ACCEPTED_REGEXES_MAX {
+        accepted.clear();
+    }
+    accepted.insert(regex.to_string());
     Ok(())
 }
 
@@ -221,6 +251,19 @@ mod tests {
     }
 
     const STABLE: &str = r#"[{"to":[{"subset":"stable"}]}]"#;
+
+    #[test]
+    fn accepted_regexes_are_remembered_refused_ones_are_not() {
+        // Accepted once, accepted again from the memo; a bad one is refused both times.
+        let good = "^(.*?;\\s*)?(user=tester)(;.*)?$";
+        assert!(check_regex_memoised(good).is_ok());
+        assert!(ACCEPTED_REGEXES.lock().unwrap().contains(good));
+        assert!(check_regex_memoised(good).is_ok());
+        for _ in 0..2 {
+            assert!(check_regex_memoised("(?=lookahead)").is_err());
+        }
+        assert!(!ACCEPTED_REGEXES.lock().unwrap().contains("(?=lookahead)"));
+    }
 
     #[test]
     fn a_good_decision_passes() {
