@@ -1,8 +1,10 @@
 //! The precompiled-module cache: compile a module once per (module bytes, engine), reuse the
 //! artefact in later runs.
 //!
-//! An entry is `<dir>/modules/<sha256 of the module>-<engine hash>.cwasm`, holding a magic
-//! header, the sha256 of the artefact, and the artefact from [`Module::serialize`]. Entries are
+//! An entry is `<dir>/modules/<sha256 of the module>-<engine hash>.cwasm`, holding the artefact
+//! from [`Module::serialize`] followed by a trailer: its CRC-32 and a magic string. The artefact
+//! comes first so that wasmtime can map the file itself ([`Module::deserialize_file`]) instead of
+//! copying it into fresh memory, which is most of the cost of a cached load. Entries are
 //! written to a temporary file in the same directory and renamed into place, so readers never
 //! see a partial entry and two processes racing write the same bytes. An entry that fails its
 //! checksum or does not deserialize is recompiled and rewritten; the cache never makes a load
@@ -11,13 +13,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
 use super::engine::compatibility_hash;
 use super::error::Cause;
 
-const MAGIC: &[u8; 8] = b"KCCWASM1";
+/// The end of an entry. Entries of the previous format (`KCCWASM1` first, then a sha256) read
+/// as corrupt and are rewritten once.
+const MAGIC: &[u8; 8] = b"KCCWASM2";
+/// CRC-32 (little-endian) + [`MAGIC`].
+const TRAILER_LEN: usize = 4 + MAGIC.len();
 
 /// Environment variable naming the cache directory (the `--cache-dir` flag wins).
 pub const CACHE_DIR_ENV: &str = "KUBECTL_CANARY_CACHE";
@@ -71,7 +76,10 @@ impl ModuleCache {
         let mut status = CacheStatus::Compiled;
         if let Some(path) = &entry {
             if let Ok(bytes) = std::fs::read(path) {
-                match artefact(&bytes).and_then(|a| deserialize(engine, a)) {
+                let module = verified(&bytes)
+                    .then(|| deserialize(engine, path))
+                    .flatten();
+                match module {
                     Some(module) => return Ok((module, CacheStatus::Hit)),
                     None => status = CacheStatus::Repaired,
                 }
@@ -87,27 +95,39 @@ impl ModuleCache {
     }
 }
 
-/// The artefact inside an entry, if its header and checksum are right.
-fn artefact(entry: &[u8]) -> Option<&[u8]> {
-    let rest = entry.strip_prefix(MAGIC.as_slice())?;
-    if rest.len() < 32 {
-        return None;
-    }
-    let (sum, artefact) = rest.split_at(32);
-    (Sha256::digest(artefact).as_slice() == sum).then_some(artefact)
+/// Whether an entry's trailer is right and its CRC-32 matches the artefact.
+///
+/// The checksum is there to catch corruption (a disk error, a file edited by mistake), and a
+/// CRC-32 does that at memory speed. A cryptographic digest would add nothing: whoever can write
+/// the entry can also write a matching digest (see [`deserialize`] for why that is acceptable).
+fn verified(entry: &[u8]) -> bool {
+    let Some(split) = entry.len().checked_sub(TRAILER_LEN) else {
+        return false;
+    };
+    let (artefact, trailer) = entry.split_at(split);
+    let (sum, magic) = trailer.split_at(4);
+    magic == MAGIC && crc32fast::hash(artefact).to_le_bytes() == sum
 }
 
-/// Deserializes a precompiled artefact from our cache.
+/// Maps a precompiled entry of our cache.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artefact: &[u8]) -> Option<Module> {
-    // SAFETY: `Module::deserialize` runs native code from `artefact` without validating it, so
-    // the bytes must come from `Module::serialize` of a compatible engine. They do: this cache
-    // writes entries only from `Module::serialize` (see `write_entry`), each entry's name carries
-    // the engine's compatibility hash (wasmtime also checks its own header and version), and
-    // `artefact()` verified a sha256 over the whole artefact, so a truncated or corrupt entry
-    // never gets here. The cache lives in the user's own cache directory: whoever can write there
-    // can already run code as this user.
-    unsafe { Module::deserialize(engine, artefact) }.ok()
+fn deserialize(engine: &Engine, path: &Path) -> Option<Module> {
+    // SAFETY: `Module::deserialize_file` runs native code from the file without validating it,
+    // so the file must hold `Module::serialize` output of a compatible engine, and must not
+    // change while mapped. It does and it does not:
+    // - this cache writes entries only from `Module::serialize` (see `write_entry`), each
+    //   entry's name carries the engine's compatibility hash, and wasmtime checks its own
+    //   header and version;
+    // - `verified()` just checked a CRC-32 over the whole artefact, so a truncated or corrupted
+    //   entry never gets here (wasmtime reads the ELF image by its own offsets and ignores our
+    //   12-byte trailer);
+    // - entries are never written in place: a writer renames a complete temporary file over
+    //   the name, which leaves an existing mapping on the old file untouched; a racing writer
+    //   between the check and the mapping renames in the same bytes (compilation is
+    //   deterministic for a given module and engine).
+    // The cache lives in the user's own cache directory: whoever can write there can already
+    // run code as this user.
+    unsafe { Module::deserialize_file(engine, path) }.ok()
 }
 
 fn write_entry(path: &Path, module: &Module) -> std::io::Result<()> {
@@ -117,9 +137,9 @@ fn write_entry(path: &Path, module: &Module) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(MAGIC)?;
-    file.write_all(&Sha256::digest(&artefact))?;
     file.write_all(&artefact)?;
+    file.write_all(&crc32fast::hash(&artefact).to_le_bytes())?;
+    file.write_all(MAGIC)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -139,9 +139,15 @@ impl PolicyHost {
                 }));
             }
         }
+        // The cache is keyed by the binary; for a binary module that is the file already hashed.
+        let binary_sha256 = if bytes.is_text {
+            sha256_hex(&binary)
+        } else {
+            bytes.sha256.clone()
+        };
         let (compiled, cache_status) = self
             .cache
-            .load_or_compile(&self.engine, &binary, &sha256_hex(&binary))
+            .load_or_compile(&self.engine, &binary, &binary_sha256)
             .map_err(fail(&id))?;
         module::check_imports(&compiled).map_err(fail(&id))?;
         module::check_exports(&compiled).map_err(fail(&id))?;

@@ -18,6 +18,25 @@ pub struct Builtin {
     /// The module: `policies/dist/<name>.wasm` (built reproducibly by `policies/build.sh`), or
     /// WebAssembly text (`policies/wat/<name>.wat`) compiled at load.
     pub wasm: &'static [u8],
+    /// The file `wasm` came from, as listed in `policies/dist/SHA256SUMS`.
+    pub file: &'static str,
+}
+
+/// `sha256sum` output for the built-in modules, written by `policies/build.sh` (checked in CI)
+/// and by a unit test against the embedded bytes: loading a built-in need not hash it again.
+const BUILTIN_SHA256SUMS: &str = include_str!("../../../policies/dist/SHA256SUMS");
+
+impl Builtin {
+    /// sha256 of [`Builtin::wasm`], lower-case hex.
+    pub fn sha256(&self) -> String {
+        BUILTIN_SHA256SUMS
+            .lines()
+            .find_map(|line| {
+                let (digest, file) = line.split_once("  ")?;
+                (file == self.file).then(|| digest.to_string())
+            })
+            .unwrap_or_else(|| sha256_hex(self.wasm))
+    }
 }
 
 /// The built-in policies.
@@ -25,15 +44,18 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "progressive",
         wasm: include_bytes!("../../../policies/dist/progressive.wasm"),
+        file: "progressive.wasm",
     },
     Builtin {
         name: "business-hours",
         wasm: include_bytes!("../../../policies/dist/business-hours.wasm"),
+        file: "business-hours.wasm",
     },
     // Written in WebAssembly text to show the ABI is language-neutral; compiled at load.
     Builtin {
         name: "all-at-once",
         wasm: include_bytes!("../../../policies/wat/all-at-once.wat"),
+        file: "all-at-once.wat",
     },
 ];
 
@@ -104,7 +126,11 @@ pub(crate) fn fetch(module: &ModuleRef, pin: Option<&str>) -> Result<ModuleBytes
     let expected = pin.map(parse_pin).transpose().map_err(fail)?;
     let (source, is_text) = match module {
         ModuleRef::Builtin(name) => match BUILTINS.iter().find(|b| b.name == name) {
-            Some(builtin) => (builtin.wasm.to_vec(), !builtin.wasm.starts_with(b"\0asm")),
+            Some(builtin) => {
+                let is_text = !builtin.wasm.starts_with(b"\0asm");
+                return checked(builtin.wasm.to_vec(), is_text, builtin.sha256(), expected)
+                    .map_err(fail);
+            }
             None => {
                 let known = BUILTINS
                     .iter()
@@ -134,12 +160,22 @@ pub(crate) fn fetch(module: &ModuleRef, pin: Option<&str>) -> Result<ModuleBytes
         }
     };
     let sha256 = sha256_hex(&source);
+    checked(source, is_text, sha256, expected).map_err(fail)
+}
+
+/// The module's bytes, if they match the pin.
+fn checked(
+    source: Vec<u8>,
+    is_text: bool,
+    sha256: String,
+    expected: Option<String>,
+) -> Result<ModuleBytes, Cause> {
     if let Some(expected) = expected {
         if expected != sha256 {
-            return Err(fail(Cause::DigestMismatch {
+            return Err(Cause::DigestMismatch {
                 expected: format!("sha256:{expected}"),
                 actual: format!("sha256:{sha256}"),
-            }));
+            });
         }
     }
     Ok(ModuleBytes {
@@ -216,6 +252,23 @@ mod tests {
             ModuleRef::parse("oci://ghcr.io/x/p:1"),
             ModuleRef::Oci(_)
         ));
+    }
+
+    #[test]
+    fn builtin_digests_are_those_of_the_embedded_bytes() {
+        for builtin in BUILTINS {
+            assert!(
+                BUILTIN_SHA256SUMS.contains(builtin.file),
+                "{} is not in policies/dist/SHA256SUMS",
+                builtin.file
+            );
+            assert_eq!(
+                builtin.sha256(),
+                sha256_hex(builtin.wasm),
+                "policies/dist/SHA256SUMS is stale for {}: run policies/build.sh",
+                builtin.file
+            );
+        }
     }
 
     #[test]
