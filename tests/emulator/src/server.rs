@@ -823,7 +823,7 @@ fn watch_response(
             let from: u64 = rv_param.parse().map_err(|_| {
                 ApiError::bad_request(format!("invalid resource version: {rv_param}"))
             })?;
-            match c.events_since(from) {
+            match c.events_since(&res.group, &res.plural, from) {
                 Ok(events) => initial.extend(
                     events
                         .iter()
