@@ -252,7 +252,7 @@ impl Cluster {
     }
 
     /// Lists objects (all namespaces when `ns` is None) matching the selectors; returns the items
-    /// and the list's resourceVersion.
+    /// (copies, as served under `res`) and the list's resourceVersion.
     pub fn list(
         &self,
         res: &ResourceInfo,
@@ -260,6 +260,20 @@ impl Cluster {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> (Vec<Value>, u64) {
+        let (items, rv) = self.list_stored(res, ns, labels, fields);
+        (items.iter().map(|o| Self::present(res, o)).collect(), rv)
+    }
+
+    /// Like [`Cluster::list`], but the items are the stored objects themselves (shared, not
+    /// copied; their `apiVersion` is the storage version's: serve them with
+    /// [`crate::wire::Served`]).
+    pub fn list_stored(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Arc<Value>>, u64) {
         let lo = ObjectRef {
             group: res.group.clone(),
             plural: res.plural.clone(),
@@ -275,7 +289,7 @@ impl Cluster {
                     && ns.is_none_or(|n| k.namespace == n)
             })
             .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-            .map(|(_, o)| Self::present(res, o))
+            .map(|(_, o)| o.clone())
             .collect();
         (items, self.rv)
     }
