@@ -8,6 +8,8 @@ use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::time::now_rfc3339;
 use crate::validation::{self, FieldValidation};
+use crate::wire;
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -91,6 +93,8 @@ pub type WriteResult = Result<(Value, Vec<String>), ApiError>;
 /// The emulated cluster's state machine.
 pub struct Cluster {
     objects: Objects,
+    /// Each stored object's serialised fields ([`wire::fields_json`]), written when it is stored.
+    json: HashMap<ObjectRef, Bytes>,
     rv: u64,
     resources: Vec<ResourceInfo>,
     history: HashMap<(String, String), History>,
@@ -137,6 +141,7 @@ impl Cluster {
         let (tx, _) = broadcast::channel(4096);
         let mut c = Cluster {
             objects: Objects::new(),
+            json: HashMap::new(),
             rv: 0,
             resources: resources::builtins(),
             history: HashMap::new(),
@@ -274,24 +279,57 @@ impl Cluster {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> (Vec<Arc<Value>>, u64) {
+        let items = self
+            .matching(res, ns, labels, fields)
+            .map(|(_, o)| o.clone())
+            .collect();
+        (items, self.rv)
+    }
+
+    /// Like [`Cluster::list_stored`], but each item is the stored object's serialised fields
+    /// ([`crate::wire::fields_json`], kept since the object was stored), for
+    /// [`crate::wire::List`].
+    pub fn list_json(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Bytes>, u64) {
+        let items = self
+            .matching(res, ns, labels, fields)
+            .map(|(k, o)| {
+                self.json
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| wire::fields_json(o))
+            })
+            .collect();
+        (items, self.rv)
+    }
+
+    /// The stored objects of `res` (in `ns`, or all namespaces) that match the selectors.
+    fn matching<'a>(
+        &'a self,
+        res: &'a ResourceInfo,
+        ns: Option<&'a str>,
+        labels: &'a LabelSelector,
+        fields: &'a FieldSelector,
+    ) -> impl Iterator<Item = (&'a ObjectRef, &'a Arc<Value>)> + 'a {
         let lo = ObjectRef {
             group: res.group.clone(),
             plural: res.plural.clone(),
             namespace: ns.unwrap_or("").to_string(),
             name: String::new(),
         };
-        let items = self
-            .objects
+        self.objects
             .range(lo..)
-            .take_while(|(k, _)| {
+            .take_while(move |(k, _)| {
                 k.group == res.group
                     && k.plural == res.plural
                     && ns.is_none_or(|n| k.namespace == n)
             })
-            .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-            .map(|(_, o)| o.clone())
-            .collect();
-        (items, self.rv)
+            .filter(move |(_, o)| labels.matches(o) && fields.matches(o))
     }
 
     fn next_serial(&mut self) -> u64 {
@@ -723,6 +761,7 @@ impl Cluster {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let stored = Arc::new(obj);
+        self.json.insert(key.clone(), wire::fields_json(&stored));
         self.objects.insert(key.clone(), stored.clone());
         self.emit(
             if old.is_some() { "MODIFIED" } else { "ADDED" },
@@ -758,6 +797,7 @@ impl Cluster {
     /// Removes a stored object and emits `DELETED` (no cascading).
     pub(crate) fn remove(&mut self, key: &ObjectRef) -> Option<Arc<Value>> {
         let old = self.objects.remove(key)?;
+        self.json.remove(key);
         self.rv += 1;
         let mut gone = (*old).clone();
         gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -812,6 +852,11 @@ impl Cluster {
     /// Loads objects (persistence): stores them as-is, keeping their resourceVersions.
     pub(crate) fn load(&mut self, items: Vec<(ObjectRef, Value)>, rv: u64) {
         self.objects = items.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        self.json = self
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), wire::fields_json(v)))
+            .collect();
         self.rv = self.rv.max(rv);
         // Watches cannot resume from before the load.
         self.history.clear();

@@ -536,10 +536,11 @@ fn resource_request(
                 q.get("fieldSelector").map(String::as_str).unwrap_or(""),
                 &res.kind,
             )?;
-            // The stored objects are shared: take them and serialise after unlocking.
-            let (items, rv) = c.list_stored(res, r.ns.as_deref(), &labels, &fields);
-            drop(c);
+            // The stored objects (and their serialised forms) are shared: take them, unlock,
+            // then render.
             if r.table {
+                let (items, rv) = c.list_stored(res, r.ns.as_deref(), &labels, &fields);
+                drop(c);
                 let include = q
                     .get("includeObject")
                     .map(String::as_str)
@@ -547,6 +548,8 @@ fn resource_request(
                 let t = crate::table::table(res, &items, rv, include);
                 return Ok(json_response(200, &t));
             }
+            let (items, rv) = c.list_json(res, r.ns.as_deref(), &labels, &fields);
+            drop(c);
             return Ok(bytes_response(200, List::new(res, &items, rv).to_vec()));
         }
         "create" => {

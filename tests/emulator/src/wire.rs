@@ -2,12 +2,13 @@
 //!
 //! A stored object is shared (`Arc<Value>`) with snapshots and watch events; serving it used to
 //! mean a deep copy (to set `apiVersion` and `kind`) and then another tree for the list around it.
-//! [`Served`] writes the type fields and then the object's other fields as they are stored.
+//! [`Served`] writes the type fields and then the object's other fields as they are stored;
+//! [`List`] copies each object's [`fields_json`], serialised once when it was stored.
 
 use crate::resources::ResourceInfo;
-use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// A stored object as served: `apiVersion` and `kind` of the requested version first (or left
 /// out, as in lists of built-in kinds), then the object's other fields.
@@ -55,91 +56,88 @@ impl Serialize for Served<'_> {
     }
 }
 
-/// A `<Kind>List` of stored objects, as `list` serves it.
+/// The fields of a stored object other than `apiVersion` and `kind`, serialised without the
+/// enclosing braces (`"data":{..},"metadata":{..}`). The cluster keeps this beside every stored
+/// object (written once per write, like the API server's cache of serialised objects), so a
+/// [`List`] is written by copying bytes.
+pub fn fields_json(object: &Value) -> Bytes {
+    let out = Bytes::from(serde_json::to_vec(&Served::untyped(object)).unwrap_or_default());
+    match (out.first(), out.last()) {
+        (Some(b'{'), Some(b'}')) => out.slice(1..out.len() - 1),
+        // Not an object: never stored by the cluster; serve it as it is.
+        _ => out,
+    }
+}
+
+/// A `<Kind>List` body, assembled from the items' [`fields_json`].
 #[derive(Debug)]
 pub struct List<'a> {
     res: &'a ResourceInfo,
-    api_version: String,
-    resource_version: String,
-    items: &'a [Arc<Value>],
+    items: &'a [Bytes],
+    resource_version: u64,
 }
 
 impl<'a> List<'a> {
-    /// The list of `items` (stored objects of `res`) at `resource_version`.
-    pub fn new(res: &'a ResourceInfo, items: &'a [Arc<Value>], resource_version: u64) -> Self {
+    /// The list of `items` ([`fields_json`] of stored objects of `res`) at `resource_version`.
+    pub fn new(res: &'a ResourceInfo, items: &'a [Bytes], resource_version: u64) -> Self {
         List {
             res,
-            api_version: res.api_version(),
-            resource_version: resource_version.to_string(),
             items,
+            resource_version,
         }
     }
 
-    /// The JSON body.
+    /// The JSON body: `{"apiVersion":..,"kind":"<Kind>List","metadata":{..},"items":[..]}`.
     pub fn to_vec(&self) -> Vec<u8> {
-        // Room for typical objects; the vector grows if they are larger.
-        let mut out = Vec::with_capacity(256 + self.items.len() * 640);
-        serde_json::to_writer(&mut out, self).unwrap_or_default();
+        let api_version = self.res.api_version();
+        // Like the real API server: items of built-in kinds carry no apiVersion and kind, custom
+        // resources' items do.
+        let item_prefix = if self.res.is_custom() {
+            let mut p = b"{\"apiVersion\":".to_vec();
+            push_json(&mut p, &api_version);
+            p.extend_from_slice(b",\"kind\":");
+            push_json(&mut p, &self.res.kind);
+            p
+        } else {
+            b"{".to_vec()
+        };
+        let size: usize = self
+            .items
+            .iter()
+            .map(|i| i.len() + item_prefix.len() + 3)
+            .sum();
+        let mut out = Vec::with_capacity(256 + size);
+        out.extend_from_slice(b"{\"apiVersion\":");
+        push_json(&mut out, &api_version);
+        out.extend_from_slice(b",\"kind\":");
+        push_json(&mut out, &format!("{}List", self.res.kind));
+        out.extend_from_slice(b",\"metadata\":{\"resourceVersion\":");
+        push_json(&mut out, &self.resource_version.to_string());
+        out.extend_from_slice(b"},\"items\":[");
+        for (n, item) in self.items.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&item_prefix);
+            if item_prefix.len() > 1 && !item.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
         out
     }
 }
 
-struct ListMeta<'a> {
-    resource_version: &'a str,
-}
-
-impl Serialize for ListMeta<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("ListMeta", 1)?;
-        s.serialize_field("resourceVersion", self.resource_version)?;
-        s.end()
-    }
-}
-
-struct Items<'a> {
-    items: &'a [Arc<Value>],
-    type_meta: Option<(&'a str, &'a str)>,
-}
-
-impl Serialize for Items<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.items.iter().map(|o| Served {
-            object: o,
-            type_meta: self.type_meta,
-        }))
-    }
-}
-
-impl Serialize for List<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("List", 4)?;
-        s.serialize_field("apiVersion", &self.api_version)?;
-        s.serialize_field("kind", &format!("{}List", self.res.kind))?;
-        s.serialize_field(
-            "metadata",
-            &ListMeta {
-                resource_version: &self.resource_version,
-            },
-        )?;
-        // Like the real API server: items of built-in kinds carry no apiVersion and kind, custom
-        // resources' items do.
-        let type_meta = self
-            .res
-            .is_custom()
-            .then_some((self.api_version.as_str(), self.res.kind.as_str()));
-        s.serialize_field(
-            "items",
-            &Items {
-                items: self.items,
-                type_meta,
-            },
-        )?;
-        s.end()
-    }
+/// Appends `s` as a JSON string.
+fn push_json(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// One line of a watch stream: `{"type": ..., "object": ...}` and a newline.
-pub fn event_line(kind: &str, object: &impl Serialize) -> bytes::Bytes {
+pub fn event_line(kind: &str, object: &impl Serialize) -> Bytes {
     #[derive(serde::Serialize)]
     struct Event<'a, T> {
         #[serde(rename = "type")]
@@ -148,7 +146,7 @@ pub fn event_line(kind: &str, object: &impl Serialize) -> bytes::Bytes {
     }
     let mut v = serde_json::to_vec(&Event { kind, object }).unwrap_or_default();
     v.push(b'\n');
-    bytes::Bytes::from(v)
+    Bytes::from(v)
 }
 
 #[cfg(test)]
@@ -186,21 +184,24 @@ mod tests {
 
     #[test]
     fn lists_type_their_items_only_for_custom_resources() {
-        let items = vec![Arc::new(
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
-        )];
+        let stored = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "\"v\""}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap"}),
+        ];
+        let items: Vec<Bytes> = stored.iter().map(fields_json).collect();
         let builtin: Value =
             serde_json::from_slice(&List::new(&res(false), &items, 7).to_vec()).expect("json");
         assert_eq!(
             builtin,
             json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "7"},
-                   "items": [{"metadata": {"name": "a"}}]})
+                   "items": [{"metadata": {"name": "a"}, "data": {"k": "\"v\""}}, {}]})
         );
         let custom: Value =
             serde_json::from_slice(&List::new(&res(true), &items, 7).to_vec()).expect("json");
         assert_eq!(
-            custom["items"][0],
-            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}})
+            custom["items"],
+            json!([{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}, "data": {"k": "\"v\""}},
+                   {"apiVersion": "example.com/v1", "kind": "Widget"}])
         );
         assert_eq!(custom["kind"], "WidgetList");
     }
