@@ -363,6 +363,17 @@ pub(crate) async fn handle(
             );
             Ok(r)
         }
+        Route::Api | Route::Apis
+            if method == Method::GET && discovery::wants_aggregated(&accept) =>
+        {
+            let doc = discovery::aggregated(shared.lock().resources(), matches!(route, Route::Api));
+            let mut r = json_response(200, &doc);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_MEDIA_TYPE),
+            );
+            Ok(r)
+        }
         other => non_resource(&shared, &method, other),
     };
     let response = response.unwrap_or_else(|e| error_response(&e));
