@@ -8,8 +8,10 @@ use crate::resources::{self, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::time::now_rfc3339;
 use crate::validation::{self, FieldValidation};
+use crate::wire;
+use bytes::Bytes;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -26,8 +28,12 @@ pub struct ObjectRef {
     pub name: String,
 }
 
-/// All stored objects at one point in time (cheap to clone: shared, copy-on-write).
-pub type Objects = Arc<BTreeMap<ObjectRef, Arc<Value>>>;
+/// All stored objects at one point in time, ordered by key.
+///
+/// A persistent map: cloning it is O(1) and a write to one clone copies only the O(log n) nodes
+/// on the path to the changed key, so the audit log can keep the state after every request while
+/// the cluster keeps writing.
+pub type Objects = imbl::OrdMap<ObjectRef, Arc<Value>>;
 
 /// One change, as sent to watchers.
 #[derive(Debug, Clone)]
@@ -42,7 +48,18 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
 }
 
-const EVENT_HISTORY: usize = 20_000;
+/// How many past events each resource (group and plural) keeps for watches that resume from a
+/// resourceVersion. Older ones answer `410 Gone` and the client lists again, as with a real API
+/// server, whose watch cache starts at 100 events per resource and grows under load.
+pub const EVENT_HISTORY_PER_RESOURCE: usize = 1_000;
+
+/// The recent events of one resource.
+#[derive(Debug, Default)]
+struct History {
+    events: VecDeque<Arc<WatchEvent>>,
+    /// The resourceVersion of the newest event dropped from the window (0: none yet).
+    dropped_rv: u64,
+}
 
 /// Options of a write request.
 #[derive(Debug, Clone, Default)]
@@ -76,9 +93,11 @@ pub type WriteResult = Result<(Value, Vec<String>), ApiError>;
 /// The emulated cluster's state machine.
 pub struct Cluster {
     objects: Objects,
+    /// Each stored object's serialised fields ([`wire::fields_json`]), written when it is stored.
+    json: HashMap<ObjectRef, Bytes>,
     rv: u64,
     resources: Vec<ResourceInfo>,
-    events: VecDeque<Arc<WatchEvent>>,
+    history: HashMap<(String, String), History>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
     serial: u64,
     seed: u64,
@@ -121,10 +140,11 @@ impl Cluster {
             .unwrap_or(7);
         let (tx, _) = broadcast::channel(4096);
         let mut c = Cluster {
-            objects: Arc::new(BTreeMap::new()),
+            objects: Objects::new(),
+            json: HashMap::new(),
             rv: 0,
             resources: resources::builtins(),
-            events: VecDeque::new(),
+            history: HashMap::new(),
             tx,
             serial: 0,
             seed,
@@ -141,7 +161,7 @@ impl Cluster {
         c
     }
 
-    /// Every stored object (a cheap shared snapshot).
+    /// Every stored object (a cheap shared snapshot, O(1)).
     pub fn snapshot(&self) -> Objects {
         self.objects.clone()
     }
@@ -161,14 +181,21 @@ impl Cluster {
         self.tx.subscribe()
     }
 
-    /// Events after `rv`, or `Err` (410 Gone) if the history no longer reaches back that far.
-    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<WatchEvent>>, ApiError> {
-        if let Some(first) = self.events.front() {
-            if rv + 1 < first.rv && rv < self.rv {
-                return Err(ApiError::gone(rv));
-            }
+    /// Events of resource `group`/`plural` after `rv`, or `Err` (410 Gone) if its history (the
+    /// last [`EVENT_HISTORY_PER_RESOURCE`] events) no longer reaches back that far.
+    pub fn events_since(
+        &self,
+        group: &str,
+        plural: &str,
+        rv: u64,
+    ) -> Result<Vec<Arc<WatchEvent>>, ApiError> {
+        let Some(h) = self.history.get(&(group.to_string(), plural.to_string())) else {
+            return Ok(vec![]);
+        };
+        if rv < h.dropped_rv {
+            return Err(ApiError::gone(rv));
         }
-        Ok(self.events.iter().filter(|e| e.rv > rv).cloned().collect())
+        Ok(h.events.iter().filter(|e| e.rv > rv).cloned().collect())
     }
 
     /// Finds a served resource by group, version and plural name.
@@ -230,7 +257,7 @@ impl Cluster {
     }
 
     /// Lists objects (all namespaces when `ns` is None) matching the selectors; returns the items
-    /// and the list's resourceVersion.
+    /// (copies, as served under `res`) and the list's resourceVersion.
     pub fn list(
         &self,
         res: &ResourceInfo,
@@ -238,24 +265,71 @@ impl Cluster {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> (Vec<Value>, u64) {
+        let (items, rv) = self.list_stored(res, ns, labels, fields);
+        (items.iter().map(|o| Self::present(res, o)).collect(), rv)
+    }
+
+    /// Like [`Cluster::list`], but the items are the stored objects themselves (shared, not
+    /// copied; their `apiVersion` is the storage version's: serve them with
+    /// [`crate::wire::Served`]).
+    pub fn list_stored(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Arc<Value>>, u64) {
+        let items = self
+            .matching(res, ns, labels, fields)
+            .map(|(_, o)| o.clone())
+            .collect();
+        (items, self.rv)
+    }
+
+    /// Like [`Cluster::list_stored`], but each item is the stored object's serialised fields
+    /// ([`crate::wire::fields_json`], kept since the object was stored), for
+    /// [`crate::wire::List`].
+    pub fn list_json(
+        &self,
+        res: &ResourceInfo,
+        ns: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+    ) -> (Vec<Bytes>, u64) {
+        let items = self
+            .matching(res, ns, labels, fields)
+            .map(|(k, o)| {
+                self.json
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| wire::fields_json(o))
+            })
+            .collect();
+        (items, self.rv)
+    }
+
+    /// The stored objects of `res` (in `ns`, or all namespaces) that match the selectors.
+    fn matching<'a>(
+        &'a self,
+        res: &'a ResourceInfo,
+        ns: Option<&'a str>,
+        labels: &'a LabelSelector,
+        fields: &'a FieldSelector,
+    ) -> impl Iterator<Item = (&'a ObjectRef, &'a Arc<Value>)> + 'a {
         let lo = ObjectRef {
             group: res.group.clone(),
             plural: res.plural.clone(),
             namespace: ns.unwrap_or("").to_string(),
             name: String::new(),
         };
-        let items = self
-            .objects
+        self.objects
             .range(lo..)
-            .take_while(|(k, _)| {
+            .take_while(move |(k, _)| {
                 k.group == res.group
                     && k.plural == res.plural
                     && ns.is_none_or(|n| k.namespace == n)
             })
-            .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-            .map(|(_, o)| Self::present(res, o))
-            .collect();
-        (items, self.rv)
+            .filter(move |(_, o)| labels.matches(o) && fields.matches(o))
     }
 
     fn next_serial(&mut self) -> u64 {
@@ -283,9 +357,15 @@ impl Cluster {
             key,
             object,
         });
-        self.events.push_back(ev.clone());
-        if self.events.len() > EVENT_HISTORY {
-            self.events.pop_front();
+        let h = self
+            .history
+            .entry((ev.key.group.clone(), ev.key.plural.clone()))
+            .or_default();
+        h.events.push_back(ev.clone());
+        if h.events.len() > EVENT_HISTORY_PER_RESOURCE {
+            if let Some(old) = h.events.pop_front() {
+                h.dropped_rv = old.rv;
+            }
         }
         let _ = self.tx.send(ev);
     }
@@ -681,7 +761,8 @@ impl Cluster {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let stored = Arc::new(obj);
-        Arc::make_mut(&mut self.objects).insert(key.clone(), stored.clone());
+        self.json.insert(key.clone(), wire::fields_json(&stored));
+        self.objects.insert(key.clone(), stored.clone());
         self.emit(
             if old.is_some() { "MODIFIED" } else { "ADDED" },
             key.clone(),
@@ -715,7 +796,8 @@ impl Cluster {
 
     /// Removes a stored object and emits `DELETED` (no cascading).
     pub(crate) fn remove(&mut self, key: &ObjectRef) -> Option<Arc<Value>> {
-        let old = Arc::make_mut(&mut self.objects).remove(key)?;
+        let old = self.objects.remove(key)?;
+        self.json.remove(key);
         self.rv += 1;
         let mut gone = (*old).clone();
         gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -769,13 +851,15 @@ impl Cluster {
 
     /// Loads objects (persistence): stores them as-is, keeping their resourceVersions.
     pub(crate) fn load(&mut self, items: Vec<(ObjectRef, Value)>, rv: u64) {
-        let map = Arc::make_mut(&mut self.objects);
-        map.clear();
-        for (k, v) in items {
-            map.insert(k, Arc::new(v));
-        }
+        self.objects = items.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        self.json = self
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), wire::fields_json(v)))
+            .collect();
         self.rv = self.rv.max(rv);
-        self.events.clear();
+        // Watches cannot resume from before the load.
+        self.history.clear();
         self.refresh_resources();
     }
 }
@@ -814,4 +898,60 @@ fn unchanged(old: &Value, new: &Value) -> bool {
         a == b
     };
     same_managers && strip(old) == strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configmap(i: usize) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}})
+    }
+
+    #[test]
+    fn the_watch_history_is_bounded_per_resource() {
+        let mut c = Cluster::new();
+        let res = c.resource_by_kind("", "ConfigMap").expect("configmaps");
+        let opts = WriteOptions {
+            manager: "test".into(),
+            ..Default::default()
+        };
+        let start = c.resource_version();
+        for i in 0..EVENT_HISTORY_PER_RESOURCE + 5 {
+            c.create(&res, "default", configmap(i), &opts)
+                .expect("create");
+        }
+        // The five oldest events are gone: resuming from before them is 410 Gone.
+        let gone = c.events_since("", "configmaps", start).unwrap_err();
+        assert_eq!(gone.code, 410);
+        let kept = c
+            .events_since("", "configmaps", start + 5)
+            .expect("in the window");
+        assert_eq!(kept.len(), EVENT_HISTORY_PER_RESOURCE);
+        assert_eq!(kept[0].key.name, "c5");
+        // Other resources keep their own history.
+        let namespaces = c.events_since("", "namespaces", 0).expect("namespaces");
+        assert_eq!(namespaces.len(), 4);
+    }
+
+    #[test]
+    fn snapshots_do_not_see_later_writes() {
+        let mut c = Cluster::new();
+        let res = c.resource_by_kind("", "ConfigMap").expect("configmaps");
+        let opts = WriteOptions {
+            manager: "test".into(),
+            ..Default::default()
+        };
+        c.create(&res, "default", configmap(0), &opts)
+            .expect("create");
+        let before = c.snapshot();
+        c.create(&res, "default", configmap(1), &opts)
+            .expect("create");
+        c.delete(&res, "default", "c0", None, &opts)
+            .expect("delete");
+        let key = |name: &str| Cluster::key(&res, "default", name);
+        assert!(before.contains_key(&key("c0")) && !before.contains_key(&key("c1")));
+        let after = c.snapshot();
+        assert!(!after.contains_key(&key("c0")) && after.contains_key(&key("c1")));
+    }
 }

@@ -123,6 +123,92 @@ pub fn resource_list(resources: &[ResourceInfo], group: &str, version: &str) -> 
     )
 }
 
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`), which kubectl 1.30+ and
+/// client-go ask `/api` and `/apis` for first: every group's versions and resources in one
+/// document per path instead of one request per group version.
+pub const AGGREGATED_MEDIA_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header offers aggregated discovery v2.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|t| {
+        let params: Vec<&str> = t.split(';').map(str::trim).collect();
+        params.first() == Some(&"application/json")
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+fn response_kind(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "version": version, "kind": kind})
+}
+
+fn resource_discovery(r: &ResourceInfo) -> Value {
+    let mut subresources = vec![];
+    if r.status_subresource {
+        subresources.push(json!({"subresource": "status",
+            "responseKind": response_kind(&r.group, &r.version, &r.kind),
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if r.kind == "Deployment" && r.group == "apps" {
+        subresources.push(json!({"subresource": "scale",
+            "responseKind": response_kind("autoscaling", "v1", "Scale"),
+            "verbs": ["get", "patch", "update"]}));
+    }
+    let mut doc = json!({
+        "resource": r.plural,
+        "responseKind": response_kind(&r.group, &r.version, &r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        doc["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        doc["categories"] = json!(r.categories);
+    }
+    if !subresources.is_empty() {
+        doc["subresources"] = json!(subresources);
+    }
+    doc
+}
+
+/// `/api` (`core`) or `/apis` as an aggregated `APIGroupDiscoveryList` (see
+/// [`AGGREGATED_MEDIA_TYPE`]); versions in preference order, like the API server.
+pub fn aggregated(resources: &[ResourceInfo], core: bool) -> Value {
+    let order: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        groups(resources).into_iter().collect()
+    };
+    let items: Vec<Value> = order
+        .iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let rs: Vec<Value> = resources
+                        .iter()
+                        .filter(|r| &r.group == group && &r.version == v)
+                        .map(resource_discovery)
+                        .collect();
+                    json!({"version": v, "resources": rs, "freshness": "Current"})
+                })
+                .collect();
+            let metadata = if group.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": group, "creationTimestamp": null})
+            };
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+           "metadata": {}, "items": items})
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")

@@ -34,6 +34,7 @@ pub mod table;
 pub mod time;
 pub mod tls;
 pub mod validation;
+pub mod wire;
 
 pub use audit::{AuditLog, AuditRecord, Snapshot, Violation};
 pub use cluster::{Cluster, ObjectRef};

@@ -8,6 +8,7 @@ use crate::faults::{status_body, FaultAction, Faults};
 use crate::resources::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::validation::FieldValidation;
+use crate::wire::{event_line, List, Served};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
@@ -61,7 +62,11 @@ impl Body for ChannelBody {
 }
 
 fn json_response(code: u16, v: &Value) -> Response<ResBody> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    bytes_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// A response with a JSON `body`.
+fn bytes_response(code: u16, body: Vec<u8>) -> Response<ResBody> {
     let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
@@ -358,6 +363,17 @@ pub(crate) async fn handle(
             );
             Ok(r)
         }
+        Route::Api | Route::Apis
+            if method == Method::GET && discovery::wants_aggregated(&accept) =>
+        {
+            let doc = discovery::aggregated(shared.lock().resources(), matches!(route, Route::Api));
+            let mut r = json_response(200, &doc);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_MEDIA_TYPE),
+            );
+            Ok(r)
+        }
         other => non_resource(&shared, &method, other),
     };
     let response = response.unwrap_or_else(|e| error_response(&e));
@@ -531,26 +547,21 @@ fn resource_request(
                 q.get("fieldSelector").map(String::as_str).unwrap_or(""),
                 &res.kind,
             )?;
-            let (mut items, rv) = c.list(res, r.ns.as_deref(), &labels, &fields);
+            // The stored objects (and their serialised forms) are shared: take them, unlock,
+            // then render.
             if r.table {
+                let (items, rv) = c.list_stored(res, r.ns.as_deref(), &labels, &fields);
+                drop(c);
                 let include = q
                     .get("includeObject")
                     .map(String::as_str)
                     .unwrap_or("Metadata");
                 let t = crate::table::table(res, &items, rv, include);
-                let mut resp = json_response(200, &t);
-                warning_headers(&mut resp, &[]);
-                return Ok(resp);
+                return Ok(json_response(200, &t));
             }
-            if !res.is_custom() {
-                for i in items.iter_mut().filter_map(|i| i.as_object_mut()) {
-                    i.remove("apiVersion");
-                    i.remove("kind");
-                }
-            }
-            let doc = json!({"apiVersion": res.api_version(), "kind": format!("{}List", res.kind),
-                             "metadata": {"resourceVersion": rv.to_string()}, "items": items});
-            (200, doc, vec![])
+            let (items, rv) = c.list_json(res, r.ns.as_deref(), &labels, &fields);
+            drop(c);
+            return Ok(bytes_response(200, List::new(res, &items, rv).to_vec()));
         }
         "create" => {
             if r.name.is_some() {
@@ -742,12 +753,6 @@ fn scale_request(
     Ok(json_response(200, &scale_of(&updated)))
 }
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    v.push(b'\n');
-    Bytes::from(v)
-}
-
 fn watch_response(
     shared: &Arc<Shared>,
     res: &ResourceInfo,
@@ -761,8 +766,10 @@ fn watch_response(
         .get("includeObject")
         .cloned()
         .unwrap_or_else(|| "Metadata".into());
+    // Renders a stored object (shared, not copied) as an event line.
     let render = {
         let res = res.clone();
+        let api_version = res.api_version();
         move |kind: &str, obj: &Value| -> Bytes {
             if table {
                 let rv = obj["metadata"]["resourceVersion"]
@@ -774,7 +781,7 @@ fn watch_response(
                     &crate::table::table(&res, std::slice::from_ref(obj), rv, &include),
                 )
             } else {
-                event_line(kind, obj)
+                event_line(kind, &Served::new(obj, &api_version, &res.kind))
             }
         }
     };
@@ -813,27 +820,30 @@ fn watch_response(
                 && fields.matches(&e.object)
         }
     };
+    // The initial events: stored objects taken under the lock, rendered after it.
     let (initial, sub, current_rv) = {
         let c = shared.lock();
-        let mut initial: Vec<Bytes> = vec![];
-        if rv_param.is_empty() || rv_param == "0" {
-            let (items, _) = c.list(res, ns, &labels, &fields);
-            initial.extend(items.iter().map(|o| render("ADDED", o)));
-        } else {
-            let from: u64 = rv_param.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version: {rv_param}"))
-            })?;
-            match c.events_since(from) {
-                Ok(events) => initial.extend(
+        let initial: Result<Vec<(&'static str, Arc<Value>)>, ApiError> =
+            if rv_param.is_empty() || rv_param == "0" {
+                let (items, _) = c.list_stored(res, ns, &labels, &fields);
+                Ok(items.into_iter().map(|o| ("ADDED", o)).collect())
+            } else {
+                let from: u64 = rv_param.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv_param}"))
+                })?;
+                c.events_since(&res.group, &res.plural, from).map(|events| {
                     events
                         .iter()
                         .filter(|e| matches(e))
-                        .map(|e| render(e.kind, &Cluster::present(res, &e.object))),
-                ),
-                Err(e) => initial.push(event_line("ERROR", &e.status())),
-            }
-        }
+                        .map(|e| (e.kind, e.object.clone()))
+                        .collect()
+                })
+            };
         (initial, c.subscribe(), c.resource_version())
+    };
+    let initial: Vec<Bytes> = match initial {
+        Ok(events) => events.iter().map(|(kind, o)| render(kind, o)).collect(),
+        Err(e) => vec![event_line("ERROR", &e.status())],
     };
     let mut shutdown = shared.shutdown.clone();
     let res = res.clone();
@@ -862,7 +872,7 @@ fn watch_response(
                 ev = sub.recv() => match ev {
                     Ok(e) => {
                         last_rv = e.rv;
-                        if matches(&e) && tx.send(render(e.kind, &Cluster::present(&res, &e.object))).await.is_err() {
+                        if matches(&e) && tx.send(render(e.kind, &e.object)).await.is_err() {
                             return;
                         }
                     }

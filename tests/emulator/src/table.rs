@@ -3,6 +3,7 @@
 
 use crate::resources::ResourceInfo;
 use serde_json::{json, Value};
+use std::borrow::Borrow;
 
 /// Whether an `Accept` header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
@@ -310,17 +311,23 @@ fn columns_and_cells(res: &ResourceInfo, obj: &Value) -> (Vec<Value>, Vec<Value>
 }
 
 /// A Table of objects of `res` (rows carry `PartialObjectMetadata` objects, like the default
-/// `includeObject=Metadata`).
-pub fn table(res: &ResourceInfo, items: &[Value], rv: u64, include_object: &str) -> Value {
+/// `includeObject=Metadata`). The items may be stored objects (`Arc<Value>`) or copies.
+pub fn table<V: Borrow<Value>>(
+    res: &ResourceInfo,
+    items: &[V],
+    rv: u64,
+    include_object: &str,
+) -> Value {
     let mut columns = None;
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
+            let o = o.borrow();
             let (cols, cells) = columns_and_cells(res, o);
             columns.get_or_insert(cols);
             let object = match include_object {
                 "None" => Value::Null,
-                "Object" => o.clone(),
+                "Object" => crate::cluster::Cluster::present(res, o),
                 _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
             };
             json!({"cells": cells, "object": object})

@@ -350,3 +350,54 @@ fn unauthenticated_kubectl_is_refused() {
     );
     rt.block_on(emu.shutdown());
 }
+
+#[test]
+fn kubectl_uses_aggregated_discovery() {
+    let Some(bin) = system_kubectl() else {
+        eprintln!("skipping: /usr/bin/kubectl is absent");
+        return;
+    };
+    let rt = runtime();
+    let emu = rt
+        .block_on(Emulator::start(Options::default()))
+        .expect("start");
+    // A fresh discovery cache (HOME is the kubeconfig's directory): kubectl must ask the server.
+    let run = kubectl(
+        &bin,
+        emu.kubeconfig_path(),
+        &["api-resources", "-v=6"],
+        None,
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("deployments") && run.stdout.contains("configmaps"),
+        "{}",
+        run.stdout
+    );
+    // -v=6 logs each request: the two aggregated documents, and no per-group-version ones.
+    for path in ["/api?timeout", "/apis?timeout"] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(path) && l.contains("200 OK")),
+            "no {path} in:\n{}",
+            run.stderr
+        );
+    }
+    for path in ["/api/v1?timeout", "/apis/apps/v1?timeout"] {
+        assert!(
+            !run.stderr.contains(path),
+            "{path} was fetched:\n{}",
+            run.stderr
+        );
+    }
+    let discovery_paths: Vec<String> = emu
+        .audit()
+        .records()
+        .iter()
+        .map(|r| r.path.split('?').next().unwrap_or("").to_string())
+        .filter(|p| p.starts_with("/api"))
+        .collect();
+    assert_eq!(discovery_paths, ["/api", "/apis"], "{discovery_paths:?}");
+    rt.block_on(emu.shutdown());
+}
