@@ -275,7 +275,7 @@ pub fn openapi_v3_group(resources: &[ResourceInfo], group: &str, version: &str) 
         };
         paths.insert(base.clone(), json!({"get": op("list"), "post": op("post")}));
         paths.insert(format!("{base}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
-        let mut schema = match &r.schema {
+        let mut schema = match r.schema.as_deref() {
             Some(s) if s.is_object() => s.clone(),
             _ => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         };
@@ -308,7 +308,8 @@ pub fn openapi_v2(resources: &[ResourceInfo]) -> Value {
         let gvk = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
         let mut schema = r
             .schema
-            .clone()
+            .as_deref()
+            .cloned()
             .unwrap_or_else(|| json!({"type": "object"}));
         schema["x-kubernetes-group-version-kind"] = gvk;
         definitions.insert(schema_name(r), schema);

@@ -1,6 +1,7 @@
 //! The kinds the emulator serves: built-ins and those defined by CustomResourceDefinitions.
 
 use serde_json::Value;
+use std::sync::Arc;
 
 /// One served resource (a group/version/kind with its REST name and scope).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +26,9 @@ pub struct ResourceInfo {
     pub status_subresource: bool,
     /// Whether this version is the storage version (CRDs) or the only one (built-ins).
     pub storage: bool,
-    /// The OpenAPI v3 schema of a custom resource version.
-    pub schema: Option<Value>,
+    /// The OpenAPI v3 schema of a custom resource version. Shared: a `ResourceInfo` is cloned
+    /// for every request, and Istio's schemas are hundreds of kilobytes.
+    pub schema: Option<Arc<Value>>,
     /// Printer columns of a custom resource (`additionalPrinterColumns`).
     pub printer_columns: Vec<Value>,
 }
@@ -155,7 +157,7 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
             categories: strings(&spec["names"]["categories"]),
             status_subresource: v["subresources"]["status"].is_object(),
             storage: v["storage"].as_bool().unwrap_or(false),
-            schema: Some(v["schema"]["openAPIV3Schema"].clone()),
+            schema: Some(Arc::new(v["schema"]["openAPIV3Schema"].clone())),
             printer_columns: v["additionalPrinterColumns"]
                 .as_array()
                 .cloned()
@@ -185,7 +187,7 @@ pub fn list_type(res: &ResourceInfo, path: &[&str]) -> ListType {
             _ => ListType::Atomic,
         };
     }
-    if let Some(schema) = &res.schema {
+    if let Some(schema) = res.schema.as_deref() {
         let mut node = schema;
         for seg in path {
             let next = &node["properties"][*seg];

@@ -10,19 +10,22 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Compiled CRD schemas, by their JSON text (compiling CEL rules is not free).
-fn compiled(schema: &Value) -> Option<Arc<Schema>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<Arc<Schema>>>>> = OnceLock::new();
-    let key = schema.to_string();
+/// Compiled CRD schemas (compiling CEL rules is not free), by the address of the shared schema
+/// they were compiled from. Each entry keeps its schema alive, so an address is never reused
+/// for a different schema while it is a key.
+fn compiled(schema: &Arc<Value>) -> Option<Arc<Schema>> {
+    type Cache = HashMap<usize, (Arc<Value>, Option<Arc<Schema>>)>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    let key = Arc::as_ptr(schema) as usize;
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some((_, hit)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return hit.clone();
     }
     let built = Schema::from_openapi_v3(schema).ok().map(Arc::new);
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key, built.clone());
+        .insert(key, (schema.clone(), built.clone()));
     built
 }
 
@@ -444,10 +447,10 @@ mod tests {
     #[test]
     fn custom_resource_types_and_unknown_fields() {
         let mut r = builtins()[0].clone();
-        r.schema = Some(
+        r.schema = Some(Arc::new(
             json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
             "hosts": {"type": "array", "items": {"type": "string"}}}}}}),
-        );
+        ));
         r.kind = "VirtualService".into();
         let obj = json!({"metadata": {"name": "vs"}, "spec": {"hosts": ["a"], "extra": 1}});
         let ok = validate(&r, obj.clone(), FieldValidation::Warn).unwrap();

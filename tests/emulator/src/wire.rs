@@ -162,7 +162,7 @@ mod tests {
         if custom {
             r.group = "example.com".into();
             r.kind = "Widget".into();
-            r.schema = Some(json!({"type": "object"}));
+            r.schema = Some(std::sync::Arc::new(json!({"type": "object"})));
         }
         r
     }
