@@ -280,13 +280,20 @@ fn field(out: &mut Vec<u8>, num: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A protobuf ConfigMap body whose ObjectMeta carries `extra` (raw field bytes) after the name.
-fn configmap_body(extra: &[u8]) -> Vec<u8> {
+/// A protobuf ConfigMap `raw` body whose ObjectMeta carries `extra` (raw field bytes) after the
+/// name, with a `data` entry `k: v` when `data` is set.
+fn configmap_body(extra: &[u8], data: Option<(&str, &str)>) -> Vec<u8> {
     let mut meta = Vec::new();
     field(&mut meta, 1, b"raw");
     meta.extend_from_slice(extra);
     let mut cm = Vec::new();
     field(&mut cm, 1, &meta);
+    if let Some((k, v)) = data {
+        let mut entry = Vec::new();
+        field(&mut entry, 1, k.as_bytes());
+        field(&mut entry, 2, v.as_bytes());
+        field(&mut cm, 2, &entry);
+    }
     let mut type_meta = Vec::new();
     field(&mut type_meta, 1, b"v1");
     field(&mut type_meta, 2, b"ConfigMap");
@@ -315,15 +322,26 @@ fn raw_protobuf_bodies_are_decoded_or_refused() {
         let pb = "application/vnd.kubernetes.protobuf";
         // accepted; the response is JSON
         let text = client
-            .request_text(post(configmap_body(&[]), pb))
+            .request_text(post(configmap_body(&[], None), pb))
             .await
             .expect("create");
         let v: Value = serde_json::from_str(&text).expect("a JSON response");
         assert_eq!(v["metadata"]["name"], "raw");
+        // update (PUT) with a protobuf body naming the stored resourceVersion
+        let mut rv = Vec::new();
+        let stored_rv = v["metadata"]["resourceVersion"].as_str().expect("rv");
+        field(&mut rv, 6, stored_rv.as_bytes());
+        let put = http::Request::put("/api/v1/namespaces/default/configmaps/raw")
+            .header("Content-Type", pb)
+            .body(configmap_body(&rv, Some(("k", "v"))))
+            .expect("request");
+        let text = client.request_text(put).await.expect("update");
+        let v: Value = serde_json::from_str(&text).expect("a JSON response");
+        assert_eq!(v["data"], serde_json::json!({"k": "v"}));
         // ObjectMeta has no field 15: refused with 415, nothing stored
         let mut unknown = Vec::new();
         field(&mut unknown, 15, b"x");
-        match client.request_text(post(configmap_body(&unknown), pb)).await {
+        match client.request_text(post(configmap_body(&unknown, None), pb)).await {
             Err(kube::Error::Api(e)) => {
                 assert_eq!(e.code, 415);
                 assert_eq!(e.reason, "UnsupportedMediaType");
@@ -335,7 +353,7 @@ fn raw_protobuf_bodies_are_decoded_or_refused() {
             other => panic!("expected a 415, got {other:?}"),
         }
         // truncated: 400
-        let mut cut = configmap_body(&[]);
+        let mut cut = configmap_body(&[], None);
         cut.pop();
         match client.request_text(post(cut, pb)).await {
             Err(kube::Error::Api(e)) => assert_eq!(e.code, 400, "{}", e.message),
