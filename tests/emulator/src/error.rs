@@ -148,9 +148,17 @@ impl ApiError {
         )
     }
 
-    /// 415 UnsupportedMediaType.
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
+    /// 415 UnsupportedMediaType for a body in `content_type`; `accepted` lists the media types
+    /// this endpoint really decodes.
+    pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {} (got {content_type:?})",
+                accepted.join(", ")
+            ),
+        )
     }
 
     /// 413 RequestEntityTooLarge.

@@ -27,6 +27,7 @@ pub mod kubeconfig;
 pub mod openapi_pb;
 pub mod patch;
 pub mod persist;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 mod server;

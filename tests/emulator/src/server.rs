@@ -445,13 +445,36 @@ fn media_type(ct: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The media types of create and update bodies (protobuf only for `protobuf::KINDS`).
+const BODY_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    crate::protobuf::MEDIA_TYPE,
+];
+
+/// The media types of patch bodies.
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// The media types of patches to the scale subresource.
+const SCALE_PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
+
 fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     match media_type(ct).as_str() {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}"))),
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}"))),
-        other => Err(ApiError::unsupported_media_type(other)),
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body),
+        other => Err(ApiError::unsupported_media_type(other, BODY_TYPES)),
     }
 }
 
@@ -584,7 +607,7 @@ fn resource_request(
                 "application/json-patch+json" => PatchType::Json,
                 "application/strategic-merge-patch+json" => PatchType::Strategic,
                 "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchType::Apply,
-                other => return Err(ApiError::unsupported_media_type(other)),
+                other => return Err(ApiError::unsupported_media_type(other, PATCH_TYPES)),
             };
             let body: Value = if kind == PatchType::Apply {
                 opts.manager = q.get("fieldManager").cloned().unwrap_or_default();
@@ -705,7 +728,7 @@ fn scale_request(
                 "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                     crate::patch::merge_patch(&mut scale, &body)
                 }
-                other => return Err(ApiError::unsupported_media_type(other)),
+                other => return Err(ApiError::unsupported_media_type(other, SCALE_PATCH_TYPES)),
             }
             scale
         }
