@@ -55,7 +55,7 @@ pub fn validate_decision(decision: &Decision, release: &ReleaseInfo) -> Result<(
                 "null",
                 format!(
                     "action {} needs a stage (routes for every service)",
-                    action_name(decision.action)
+                    crate::ui::action_name(decision.action)
                 ),
             )),
             Action::Hold | Action::Rollback => Ok(()),
@@ -215,15 +215,6 @@ fn check_regex_memoised(regex: &str) -> Result<(), rules::RuleError> {
     }
     accepted.insert(regex.to_string());
     Ok(())
-}
-
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Advance => "advance",
-        Action::Hold => "hold",
-        Action::Rollback => "rollback",
-        Action::Complete => "complete",
-    }
 }
 
 #[cfg(test)]
