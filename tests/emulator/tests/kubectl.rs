@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, kubectl, ok, system_kubectl};
+use common::{fails, kubectl, ok, runtime, system_kubectl};
 use kube_emulator::{Emulator, Options};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -283,14 +283,6 @@ fn smoke(bin: &Path, emu: &Emulator) {
         "kubectl smoke passed with {} (minor {minor:?})",
         bin.display()
     );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

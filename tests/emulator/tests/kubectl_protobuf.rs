@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{kubectl, ok, system_kubectl};
+use common::{kubectl, ok, runtime, system_kubectl};
 use kube_emulator::{Emulator, Options};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -229,14 +229,6 @@ fn generators(bin: &Path, emu: &Emulator, protobuf: Option<bool>) {
         );
     }
     eprintln!("kubectl generators passed with {}", bin.display());
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 #[test]

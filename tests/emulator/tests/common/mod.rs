@@ -11,6 +11,15 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The runtime an emulator under test runs on (two worker threads).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Runs `kubectl args...` with the given kubeconfig and optional stdin.
 pub fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     let mut cmd = Command::new(bin);
