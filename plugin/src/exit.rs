@@ -15,14 +15,27 @@ pub const CONFLICT: u8 = 3;
 ///
 /// Wrap an error in this at the point where its meaning is known; `cli::main` prints the chain
 /// as `error: ...` and exits with [`CodedError::code`]. Errors without it exit [`FAILURE`].
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
+///
+/// It is transparent: it prints as the error it carries and hands on that error's causes, so
+/// `error: {err:#}` shows each cause once.
+#[derive(Debug)]
 pub struct CodedError {
     /// The exit code.
     pub code: u8,
     /// What went wrong.
-    #[source]
     pub source: anyhow::Error,
+}
+
+impl std::fmt::Display for CodedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for CodedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
 }
 
 impl CodedError {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{GlobalArgs, OutputFormat};
 use crate::release::desired::render_options;
+use crate::release::machine;
 use crate::release::view::share;
 use crate::render;
 use crate::spec::{self, Release};
@@ -224,7 +225,12 @@ fn plan(
             .unwrap_or(now);
         let was_start = event == Event::Start;
         event = Event::Step;
-        if decision.action == Action::Hold {
+        // The live engine's transition (release::machine): same checks, same phases.
+        let current = stages.last().map(|p| &p.stage);
+        let outcome = machine::policy_outcome(&info, state.phase, current, &decision)
+            .map_err(|refusal| anyhow::anyhow!("the policy {refusal}"))
+            .with_context(|| format!("decision {} ({event:?})", stages.len() + holds))?;
+        let Some((_, stage, phase)) = outcome else {
             if was_start {
                 anyhow::bail!("the policy held at start: {}", decision.reason);
             }
@@ -233,16 +239,6 @@ fn plan(
                 anyhow::bail!("the policy keeps holding: {}", decision.reason);
             }
             continue;
-        }
-        let stage = match (decision.action, decision.stage.clone()) {
-            (_, Some(stage)) => stage,
-            (Action::Rollback, None) => render::baseline_stage(&info),
-            (action, None) => anyhow::bail!("the policy answered {action:?} without a stage"),
-        };
-        let phase = match decision.action {
-            Action::Complete => Phase::Promoted,
-            Action::Rollback => Phase::RolledBack,
-            _ => Phase::Progressing,
         };
         state.stage = stage.index;
         state.phase = phase;

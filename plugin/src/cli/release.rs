@@ -128,10 +128,19 @@ pub struct RunArgs {
     /// Field manager for server-side apply.
     #[arg(long, default_value = "kubectl-canary", value_name = "NAME")]
     pub field_manager: String,
+    /// Stop with an error after this many consecutive decisions that change nothing (holds,
+    /// or the stage in force answered again); 0 for no limit (policies that wait for hours).
+    #[arg(long, default_value_t = DEFAULT_MAX_UNCHANGED, value_name = "N")]
+    pub max_unchanged: u32,
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
+
+/// `run --max-unchanged`'s default: with `--no-wait` a policy that keeps answering the same
+/// stage is stopped after this many decisions instead of spinning; a pause or a metric gate
+/// that resolves itself takes far fewer.
+pub const DEFAULT_MAX_UNCHANGED: u32 = 100;
 
 fn mode(dry_run: DryRun) -> Mode {
     match dry_run {
@@ -156,11 +165,10 @@ async fn engine(global: &GlobalArgs, mutation: &MutationArgs) -> anyhow::Result<
 
 /// Map engine errors to exit codes: a lost race exits 3.
 fn coded(err: EngineError) -> anyhow::Error {
-    match err {
-        EngineError::Cluster(crate::cluster::ClusterError::ReleaseChanged { .. }) => {
-            CodedError::new(CONFLICT, err).into()
-        }
-        other => other.into(),
+    if err.is_conflict() {
+        CodedError::new(CONFLICT, err).into()
+    } else {
+        err.into()
     }
 }
 
@@ -312,6 +320,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal();
     let mut progress = Progress::new(tty);
     let mut event = Event::Step;
+    let mut unchanged = 0u32;
     loop {
         let current = engine.load(&args.release).await.map_err(coded)?;
         if current.record.is_terminal() || current.record.phase == policy_sdk::Phase::Promoted {
@@ -337,6 +346,21 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         if outcome.converged {
             continue;
+        }
+        if outcome.ops.is_empty() && matches!(outcome.action, None | Some(Action::Hold)) {
+            unchanged += 1;
+            if args.max_unchanged > 0 && unchanged >= args.max_unchanged {
+                anyhow::bail!(
+                    "release {} made no progress in {unchanged} consecutive decisions (the last: {}); stopping at stage {} ({}) — `kubectl canary history {}` shows the answers; raise --max-unchanged if the policy is waiting on purpose",
+                    args.release,
+                    outcome.reason,
+                    outcome.record.stage.index,
+                    outcome.record.stage.name,
+                    args.release
+                );
+            }
+        } else {
+            unchanged = 0;
         }
         let wait = outcome
             .requeue_after_seconds

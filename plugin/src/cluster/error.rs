@@ -74,6 +74,14 @@ impl ClusterError {
         }
     }
 
+    /// True for the API server's optimistic-concurrency refusal ("Operation cannot be
+    /// fulfilled …": a write conditional on a resourceVersion or uid that is no longer the
+    /// object's). Server-side apply's field-manager conflicts are 409 too, but not this.
+    pub fn is_stale_write(&self) -> bool {
+        matches!(self, ClusterError::Api { code: 409, message, .. }
+            if message.starts_with("Operation cannot be fulfilled"))
+    }
+
     /// Wrap a kube-rs error for operation `op` on `target`.
     pub fn from_kube(op: &'static str, target: Target, err: kube::Error) -> Self {
         match err {

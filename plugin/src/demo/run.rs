@@ -199,7 +199,12 @@ async fn stage_report(
         "\n━━ stage {} ({}) — {action}: {}",
         outcome.record.stage.index, outcome.record.stage.name, outcome.reason
     );
-    out.push_str(&tree::render(&release_view(&outcome.record, &pods)));
+    let objects = crate::release::engine::live_objects(cluster, &outcome.record).await?;
+    out.push_str(&tree::render(&release_view(
+        &outcome.record,
+        &objects,
+        &pods,
+    )));
     let _ = writeln!(out, "{requests} simulated requests (9 users : 1 tester):");
     for line in traffic::describe(&landing) {
         let _ = writeln!(out, "  {line}");

@@ -41,7 +41,7 @@ pub use audit::{AuditLog, AuditRecord, Snapshot, Violation};
 pub use cluster::{Cluster, ObjectRef};
 pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;
-pub use faults::{Fault, FaultAction, Faults};
+pub use faults::{Fault, FaultAction, Faults, Gate};
 pub use resources::ResourceInfo;
 
 pub mod schema;

@@ -296,6 +296,7 @@ pub(crate) async fn handle(
     for action in shared.faults.on_request(info.verb, &info.resource) {
         match action {
             FaultAction::Delay(d) => tokio::time::sleep(d).await,
+            FaultAction::Gate(gate) => gate.pass().await,
             FaultAction::Drop => {
                 record(0);
                 return Err(std::io::Error::other("injected fault: connection dropped"));
