@@ -16,8 +16,9 @@ pub const CONFLICT: u8 = 3;
 /// Wrap an error in this at the point where its meaning is known; `cli::main` prints the chain
 /// as `error: ...` and exits with [`CodedError::code`]. Errors without it exit [`FAILURE`].
 ///
-/// It is transparent: it prints as the error it carries and hands on that error's causes, so
-/// `error: {err:#}` shows each cause once.
+/// It is transparent: it reads as `source` and its causes are those of `source`, so
+/// `error: {:#}` prints the cause once (a `#[source]` here printed it twice:
+/// "…: 404 (no route): …: 404 (no route)").
 #[derive(Debug)]
 pub struct CodedError {
     /// The exit code.

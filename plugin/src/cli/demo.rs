@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::flags::CacheArgs;
 use super::GlobalArgs;
 use crate::demo::run::{self, DemoOptions};
 
@@ -26,9 +27,9 @@ pub struct DemoArgs {
     /// Simulated requests per stage.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub requests: u64,
-    /// Where compiled policy modules are cached.
-    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// Policy cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Run the demo.
@@ -40,7 +41,8 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     })
     .await?;
     let spec = run::demo_spec()?;
-    let decider = super::policy_decider::for_spec(&spec.spec.policy, args.cache_dir.as_deref())?;
+    let decider =
+        super::policy_decider::for_spec(&spec.spec.policy, args.cache.cache_dir.as_deref())?;
     let mut stdout = std::io::stdout();
     let mut io_error = None;
     let mut print = |text: &str| {

@@ -3,7 +3,6 @@
 //! state, then applies in make-before-break order (see `release::engine`).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use clap::Args;
 use policy_sdk::{Action, Event, WeightOverride};
 use serde_json::Value;
 
+use super::flags::{CacheArgs, FieldManagerArgs, SpecFileArgs};
 use super::{DryRun, GlobalArgs, MutationArgs};
 use crate::cluster::apply::ApplyOptions;
 use crate::cluster::order::Op;
@@ -28,9 +28,9 @@ kubectl canary start -f release.yaml --dry-run=client -o yaml   # the objects, f
 Rerunning start with the same spec finishes an interrupted start; it never starts twice."
 )]
 pub struct StartArgs {
-    /// The release spec (YAML; - for stdin).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    /// The release spec.
+    #[command(flatten)]
+    pub spec: SpecFileArgs,
     /// Take over VirtualServices/DestinationRules of the same names that another manager owns.
     #[arg(long)]
     pub adopt: bool,
@@ -39,16 +39,7 @@ pub struct StartArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
-}
-
-/// Flags about running the policy.
-#[derive(Debug, Clone, Args)]
-pub struct PolicyArgs {
-    /// Where compiled policy modules are cached (default: $KUBECTL_CANARY_CACHE, else the user
-    /// cache directory).
-    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub policy: CacheArgs,
 }
 
 /// Arguments of the commands that act on one release by name.
@@ -61,7 +52,7 @@ pub struct ReleaseArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
 }
 
 /// Arguments of `set-weight`.
@@ -85,7 +76,7 @@ pub struct SetWeightArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
 }
 
 /// Arguments of `finalize`.
@@ -126,15 +117,15 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Field manager for server-side apply.
-    #[arg(long, default_value = "kubectl-canary", value_name = "NAME")]
-    pub field_manager: String,
+    #[command(flatten)]
+    pub manager: FieldManagerArgs,
     /// Stop with an error after this many consecutive decisions that change nothing (holds,
     /// or the stage in force answered again); 0 for no limit (policies that wait for hours).
     #[arg(long, default_value_t = DEFAULT_MAX_UNCHANGED, value_name = "N")]
     pub max_unchanged: u32,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
 }
 
 /// `run --max-unchanged`'s default: with `--no-wait` a policy that keeps answering the same
@@ -156,7 +147,7 @@ async fn engine(global: &GlobalArgs, mutation: &MutationArgs) -> anyhow::Result<
         cluster,
         mode(mutation.dry_run),
         ApplyOptions {
-            field_manager: mutation.field_manager.clone(),
+            field_manager: mutation.manager.field_manager.clone(),
             server_dry_run: false,
             force: false,
         },
@@ -174,7 +165,7 @@ fn coded(err: EngineError) -> anyhow::Error {
 
 /// `start -f spec.yaml`.
 pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let release = spec::load_file(&args.file)?;
+    let release = spec::load_file(&args.spec.file)?;
     let mut global = global.clone();
     match &global.namespace {
         Some(ns) if ns != release.namespace() => anyhow::bail!(
@@ -204,7 +195,7 @@ pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 async fn load_and_decide(
     args_release: &str,
     mutation: &MutationArgs,
-    policy: &PolicyArgs,
+    policy: &CacheArgs,
     global: &GlobalArgs,
     event: Event,
     weight: Option<WeightOverride>,
@@ -305,7 +296,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mutation = MutationArgs {
         dry_run: DryRun::None,
         output: None,
-        field_manager: args.field_manager.clone(),
+        manager: args.manager.clone(),
     };
     // With --no-wait the policy's clock runs ahead by the waits it asked for.
     let skew = Arc::new(Mutex::new(jiff::SignedDuration::ZERO));
