@@ -74,6 +74,10 @@ impl Applier {
         live: &ObjectSet,
     ) -> Result<Vec<Op>, BatchError> {
         let mut applied = Vec::new();
+        // Our own writes move an object's resourceVersion: a later batch writing the same
+        // object (a DestinationRule's bridge, then its final subsets) is conditional on that.
+        let mut written: std::collections::BTreeMap<(String, String), String> =
+            std::collections::BTreeMap::new();
         for (i, batch) in batches.iter().enumerate() {
             if i > 0 {
                 // Between batches: every write before this point was accepted by the API
@@ -87,15 +91,23 @@ impl Applier {
                             .pointer("/metadata/name")
                             .and_then(Value::as_str)
                             .unwrap_or("");
+                        let key = (kind.to_string(), name.to_string());
                         let mut fenced = object.clone();
-                        if let (Some(rv), Some(meta)) = (
+                        let rv = written.get(&key).map(String::as_str).or_else(|| {
                             live.get(kind, name)
-                                .and_then(|o| meta_str(o, "resourceVersion")),
+                                .and_then(|o| meta_str(o, "resourceVersion"))
+                        });
+                        if let (Some(rv), Some(meta)) = (
+                            rv,
                             fenced.get_mut("metadata").and_then(Value::as_object_mut),
                         ) {
                             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
                         }
-                        self.apply(&fenced).await.map(drop)
+                        self.apply(&fenced).await.map(|stored| {
+                            if let Some(rv) = meta_str(&stored, "resourceVersion") {
+                                written.insert(key, rv.to_string());
+                            }
+                        })
                     }
                     Op::Delete { kind, name } => {
                         let seen = live.get(kind.kind, name);

@@ -533,8 +533,14 @@ impl Engine {
         let converged = self
             .apply_record(&record, &resource_version, live.clone())
             .await?;
-        let mut live = live;
-        order::simulate(&mut live, &converged);
+        // Read again rather than simulate: the next writes are fenced on these resourceVersions.
+        let live = if self.mode == Mode::Preview {
+            let mut live = live;
+            order::simulate(&mut live, &converged);
+            live
+        } else {
+            live_objects(&self.cluster, &record).await?
+        };
         Ok(Current {
             record,
             resource_version,
