@@ -22,6 +22,7 @@ mod mtls;
 mod plan;
 mod policy;
 mod policy_decider;
+mod propagation;
 mod release;
 mod render;
 mod version;

@@ -22,6 +22,7 @@ use super::record::{PolicyIdentity, ReleaseRecord, Snapshot};
 use crate::cluster::apply::{Applier, ApplyOptions};
 use crate::cluster::clone::{canary_deployment, CloneError, CloneRequest};
 use crate::cluster::order::{self, ObjectSet, Op};
+use crate::cluster::propagation::Propagation;
 use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{inventory, resources, Cluster, ClusterError};
 use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
@@ -153,6 +154,7 @@ pub struct Engine {
     applier: Applier,
     mode: Mode,
     clock: Box<dyn Fn() -> jiff::Timestamp + Send + Sync>,
+    propagation: Propagation,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,6 +179,7 @@ impl Engine {
             cluster,
             mode,
             clock: Box::new(jiff::Timestamp::now),
+            propagation: Propagation::disabled(),
         }
     }
 
@@ -186,6 +189,12 @@ impl Engine {
         clock: impl Fn() -> jiff::Timestamp + Send + Sync + 'static,
     ) -> Self {
         self.clock = Box::new(clock);
+        self
+    }
+
+    /// Confirm each batch at the data plane ([`crate::cluster::propagation`]); none by default.
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
         self
     }
 
@@ -628,14 +637,18 @@ impl Engine {
         if self.mode == Mode::Preview {
             return Ok(ops);
         }
+        // Each batch is confirmed at the data plane before the next one depends on it.
+        let mut gate = self.propagation.gate(live);
         for op in &ops {
+            gate.before(op).await?;
             match op {
                 Op::Apply(object) => {
-                    self.applier.apply(object).await?;
+                    gate.applied(self.applier.apply(object).await?);
                 }
                 Op::Delete { kind, name } => self.applier.delete(*kind, name).await?,
             }
         }
+        gate.finish().await?;
         Ok(ops)
     }
 
