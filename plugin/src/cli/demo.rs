@@ -30,6 +30,11 @@ pub struct DemoArgs {
     /// Policy cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// How long the emulated istiod takes to push each change to the (4 simulated) proxies;
+    /// every step waits for it. 0s turns Istio's status off (the demo then says it cannot
+    /// confirm propagation).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub propagation_delay: std::time::Duration,
 }
 
 /// Run the demo.
@@ -37,6 +42,8 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     let emulator = kube_emulator::Emulator::start(kube_emulator::Options {
         kubeconfig: args.write_kubeconfig.clone(),
         record_states: false,
+        propagation: (!args.propagation_delay.is_zero())
+            .then(|| kube_emulator::Propagation::after(args.propagation_delay)),
         ..kube_emulator::Options::default()
     })
     .await?;

@@ -92,7 +92,8 @@ async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<Look> 
         });
     }
     let pods = cluster::inventory::list(cluster, resources::POD, Some(&cluster.namespace)).await?;
-    let text = tree::render(&view::release_view(&release.record, &live, &pods));
+    let mut text = tree::render(&view::release_view(&release.record, &live, &pods));
+    text.push_str(&super::propagation::status_block(&live));
     Ok(Look { text, done, drift })
 }
 

@@ -23,6 +23,7 @@ mod mtls;
 mod plan;
 mod policy;
 mod policy_decider;
+mod propagation;
 mod release;
 mod render;
 mod version;

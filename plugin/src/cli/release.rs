@@ -11,6 +11,7 @@ use policy_sdk::{Action, Event, WeightOverride};
 use serde_json::Value;
 
 use super::flags::{CacheArgs, FieldManagerArgs, SpecFileArgs};
+use super::propagation::PropagationArgs;
 use super::{DryRun, GlobalArgs, MutationArgs};
 use crate::cluster::apply::ApplyOptions;
 use crate::cluster::order::Op;
@@ -40,6 +41,9 @@ pub struct StartArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of the commands that act on one release by name.
@@ -53,6 +57,9 @@ pub struct ReleaseArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `set-weight`.
@@ -77,6 +84,9 @@ pub struct SetWeightArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `finalize`.
@@ -95,6 +105,9 @@ pub struct FinalizeArgs {
     /// Dry run, output format, field manager.
     #[command(flatten)]
     pub mutation: MutationArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `run`.
@@ -126,6 +139,9 @@ pub struct RunArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// `run --max-unchanged`'s default: with `--no-wait` a policy that keeps answering the same
@@ -141,8 +157,13 @@ fn mode(dry_run: DryRun) -> Mode {
     }
 }
 
-async fn engine(global: &GlobalArgs, mutation: &MutationArgs) -> anyhow::Result<Engine> {
+async fn engine(
+    global: &GlobalArgs,
+    mutation: &MutationArgs,
+    propagation: &PropagationArgs,
+) -> anyhow::Result<Engine> {
     let cluster = Cluster::connect(&global.connect_options()).await?;
+    let propagation = propagation.propagation(&cluster, mutation.dry_run != DryRun::None);
     Ok(Engine::new(
         cluster,
         mode(mutation.dry_run),
@@ -151,7 +172,8 @@ async fn engine(global: &GlobalArgs, mutation: &MutationArgs) -> anyhow::Result<
             server_dry_run: false,
             force: false,
         },
-    ))
+    )
+    .with_propagation(propagation))
 }
 
 /// Map engine errors to exit codes: a lost race exits 3.
@@ -176,7 +198,7 @@ pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let decider =
         super::policy_decider::for_spec(&release.spec.policy, args.policy.cache_dir.as_deref())?;
-    let mut engine = engine(&global, &args.mutation).await?;
+    let mut engine = engine(&global, &args.mutation, &args.propagation).await?;
     if args.mutation.dry_run == DryRun::Client {
         // Preview: nothing is written, so keep the ordinary clock.
         engine = engine.with_clock(jiff::Timestamp::now);
@@ -199,8 +221,9 @@ async fn load_and_decide(
     global: &GlobalArgs,
     event: Event,
     weight: Option<WeightOverride>,
+    propagation: &PropagationArgs,
 ) -> anyhow::Result<()> {
-    let engine = engine(global, mutation).await?;
+    let engine = engine(global, mutation, propagation).await?;
     let current = engine.load(args_release).await.map_err(coded)?;
     let decider = super::policy_decider::for_record(&current.record, policy.cache_dir.as_deref());
     let decider = match (event, decider) {
@@ -225,6 +248,7 @@ pub async fn step(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         global,
         Event::Step,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -238,6 +262,7 @@ pub async fn promote(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<(
         global,
         Event::Promote,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -251,6 +276,7 @@ pub async fn abort(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()>
         global,
         Event::Abort,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -268,13 +294,14 @@ pub async fn set_weight(args: SetWeightArgs, global: &GlobalArgs) -> anyhow::Res
         global,
         Event::SetWeight,
         Some(weight),
+        &args.propagation,
     )
     .await
 }
 
 /// `finalize <release> [--keep-old]`.
 pub async fn finalize(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let engine = engine(global, &args.mutation).await?;
+    let engine = engine(global, &args.mutation, &args.propagation).await?;
     let current = engine.load(&args.release).await.map_err(coded)?;
     let outcome = engine
         .finalize(current, args.keep_old)
@@ -285,7 +312,7 @@ pub async fn finalize(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result
 
 /// `undo <release>`: revert a finalize.
 pub async fn undo(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let engine = engine(global, &args.mutation).await?;
+    let engine = engine(global, &args.mutation, &args.propagation).await?;
     let current = engine.load(&args.release).await.map_err(coded)?;
     let outcome = engine.undo(current).await.map_err(coded)?;
     report(&outcome, &args.mutation)
@@ -301,12 +328,14 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // With --no-wait the policy's clock runs ahead by the waits it asked for.
     let skew = Arc::new(Mutex::new(jiff::SignedDuration::ZERO));
     let clock_skew = Arc::clone(&skew);
-    let engine = engine(global, &mutation).await?.with_clock(move || {
-        let skew = *clock_skew.lock().unwrap_or_else(|e| e.into_inner());
-        jiff::Timestamp::now()
-            .checked_add(skew)
-            .unwrap_or_else(|_| jiff::Timestamp::now())
-    });
+    let engine = engine(global, &mutation, &args.propagation)
+        .await?
+        .with_clock(move || {
+            let skew = *clock_skew.lock().unwrap_or_else(|e| e.into_inner());
+            jiff::Timestamp::now()
+                .checked_add(skew)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+        });
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut progress = Progress::new(tty);

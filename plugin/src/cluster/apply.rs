@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
 use super::order::{ObjectSet, Op};
+use super::propagation::Gate;
 use super::resources::Kind;
 
 /// A batched apply that stopped: the writes that went through before it, and why it stopped.
@@ -66,12 +67,15 @@ impl Applier {
     /// so a write never lands on an object someone changed since it was read — that write fails
     /// with a stale-write conflict instead, and nothing after it is sent.
     ///
-    /// This is the one batch loop of the plugin: whatever must happen between two batches (the
-    /// next depends on the previous having taken effect) goes at the marked point.
+    /// This is the one batch loop of the plugin: between two batches (the next depends on the
+    /// previous having taken effect) and after the last one, `gate` confirms at the data plane
+    /// what the batch changed ([`super::propagation`]); a gate that cannot confirm stops the
+    /// loop there, before anything that depends on the unconfirmed change.
     pub async fn apply_batches(
         &self,
         batches: &[Vec<Op>],
         live: &ObjectSet,
+        gate: &mut Gate<'_>,
     ) -> Result<Vec<Op>, BatchError> {
         let mut applied = Vec::new();
         // Our own writes move an object's resourceVersion: a later batch writing the same
@@ -81,9 +85,15 @@ impl Applier {
         for (i, batch) in batches.iter().enumerate() {
             if i > 0 {
                 // Between batches: every write before this point was accepted by the API
-                // server, and the writes after it rely on them.
+                // server, and the writes after it rely on them reaching the proxies.
+                if let Err(error) = gate.end_batch().await {
+                    return Err(BatchError { applied, error });
+                }
             }
             for op in batch {
+                if let Err(error) = gate.before(op).await {
+                    return Err(BatchError { applied, error });
+                }
                 let result = match op {
                     Op::Apply(object) => {
                         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -107,6 +117,7 @@ impl Applier {
                             if let Some(rv) = meta_str(&stored, "resourceVersion") {
                                 written.insert(key, rv.to_string());
                             }
+                            gate.applied(stored);
                         })
                     }
                     Op::Delete { kind, name } => {
@@ -123,6 +134,10 @@ impl Applier {
                     Err(error) => return Err(BatchError { applied, error }),
                 }
             }
+        }
+        // A stage counts as applied once its last batch reached the proxies.
+        if let Err(error) = gate.end_batch().await {
+            return Err(BatchError { applied, error });
         }
         Ok(applied)
     }

@@ -76,6 +76,19 @@ pub enum ClusterError {
         /// The resourceVersion our write was conditional on.
         expected: String,
     },
+    /// An object did not reach every proxy within `--propagation-timeout`; nothing that
+    /// depends on it was applied.
+    #[error("{target} (generation {generation}) did not reach every proxy within {}: {}; nothing that depends on it was applied — rerun the command to resume waiting, or raise --propagation-timeout", humantime::format_duration(*waited), propagation_text(last))]
+    NotPropagated {
+        /// The object.
+        target: Target,
+        /// The generation written.
+        generation: i64,
+        /// istiod's last report.
+        last: super::propagation::Reconciliation,
+        /// How long we waited.
+        waited: std::time::Duration,
+    },
     /// Data in the cluster is not what the plugin wrote.
     #[error("{target}: {message}")]
     Corrupt {
@@ -84,6 +97,22 @@ pub enum ClusterError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+fn propagation_text(last: &super::propagation::Reconciliation) -> String {
+    use super::propagation::Reconciliation as R;
+    match last {
+        R::Propagating {
+            acked: Some(k),
+            total: Some(n),
+        } => format!("last reported {k}/{n} complete"),
+        R::Propagating { .. } => "istiod still reports it propagating".to_string(),
+        R::Behind { observed, .. } => {
+            format!("istiod last reported on generation {observed}")
+        }
+        R::NoStatus => "istiod reported no status (is Istio's config status enabled? PILOT_ENABLE_STATUS=true and PILOT_ENABLE_CONFIG_DISTRIBUTION_TRACKING=true)".to_string(),
+        R::Propagated { .. } => "propagated".to_string(),
+    }
 }
 
 impl ClusterError {

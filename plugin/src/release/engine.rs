@@ -59,6 +59,7 @@ use super::record::{PolicyIdentity, ReleaseRecord};
 use crate::cluster::apply::{Applier, ApplyOptions, BatchError};
 use crate::cluster::clone::{canary_deployment, CloneError, CloneRequest};
 use crate::cluster::order::{self, stamp_of, ObjectSet, Op};
+use crate::cluster::propagation::Propagation;
 use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{inventory, resources, Cluster, ClusterError};
 use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
@@ -266,6 +267,7 @@ pub struct Engine {
     applier: Applier,
     mode: Mode,
     clock: Box<dyn Fn() -> jiff::Timestamp + Send + Sync>,
+    propagation: Propagation,
 }
 
 impl std::fmt::Debug for Engine {
@@ -290,6 +292,7 @@ impl Engine {
             cluster,
             mode,
             clock: Box::new(jiff::Timestamp::now),
+            propagation: Propagation::disabled(),
         }
     }
 
@@ -299,6 +302,12 @@ impl Engine {
         clock: impl Fn() -> jiff::Timestamp + Send + Sync + 'static,
     ) -> Self {
         self.clock = Box::new(clock);
+        self
+    }
+
+    /// Confirm each batch at the data plane ([`crate::cluster::propagation`]); none by default.
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
         self
     }
 
@@ -606,7 +615,7 @@ impl Engine {
             if self.mode == Mode::Preview {
                 return Ok(batches.into_iter().flatten().collect());
             }
-            match self.applier.apply_batches(&batches, &live).await {
+            match self.applier.apply_batches(&batches, &live, &mut self.propagation.gate(&live)).await {
                 Ok(applied) => {
                     done.extend(applied);
                     return Ok(done);

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod propagation;
+
 /// A directory holding only `kubectl-canary` (a link to the freshly built binary), for `PATH`.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -311,7 +313,11 @@ impl TestCluster {
                     .expect("install Istio CRDs");
             }
         }
-        let kubectl = kubectl.kubeconfig(emulator.kubeconfig_path());
+        // This emulator writes no propagation status: keep API-level ordering tests exact
+        // (the propagation tests start their clusters with `propagation::start_propagating`).
+        let kubectl = kubectl
+            .kubeconfig(emulator.kubeconfig_path())
+            .env("KUBECTL_CANARY_WAIT_PROPAGATION", "never");
         Some(TestCluster { emulator, kubectl })
     }
 

@@ -27,6 +27,7 @@ pub mod kubeconfig;
 pub mod openapi_pb;
 pub mod patch;
 pub mod persist;
+pub mod propagation;
 pub mod protobuf;
 pub mod resources;
 pub mod selector;
@@ -42,6 +43,7 @@ pub use cluster::{Cluster, ObjectRef};
 pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;
 pub use faults::{Fault, FaultAction, Faults, Gate};
+pub use propagation::Propagation;
 pub use resources::ResourceInfo;
 
 pub mod schema;
