@@ -350,7 +350,6 @@ async fn set_weight_for_one_service_changes_only_that_one() {
 
 /// Reruns of finished commands change nothing and say so, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main (issue 11 open): the rerun of abort names the stage the policy gave (rollback), the test expects baseline; the rest of the test has not run"]
 async fn reruns_of_finalize_undo_promote_and_abort_say_already_done() {
     let Some(c) = TestCluster::start_light("reruns").await else {
         return;
@@ -386,7 +385,7 @@ async fn reruns_of_finalize_undo_promote_and_abort_say_already_done() {
     c.canary(["abort", "nginx-v2", "-n", "demo"]).success();
     assert_eq!(
         first_line(&["abort", "nginx-v2", "-n", "demo"]),
-        "release nginx-v2 unchanged → stage 2 (baseline), Aborted: already aborted: all traffic is on stable"
+        "release nginx-v2 unchanged → stage 2 (rollback), Aborted: already aborted: all traffic is on stable"
     );
     let history = c
         .canary(["history", "nginx-v2", "-n", "demo", "-o", "json"])
