@@ -88,6 +88,11 @@ impl Cluster {
             config.write_timeout = Some(timeout);
             config.reset_reader_on_write = true;
         }
+        // Name ourselves to the API server, as kubectl does: audit logs and the server's
+        // per-client metrics then show who wrote what.
+        config
+            .headers
+            .push((http::header::USER_AGENT, user_agent()));
         let namespace = opts
             .namespace
             .clone()
@@ -181,4 +186,16 @@ mod tests {
             "{err}"
         );
     }
+}
+
+/// `kubectl-canary/0.1.0 (linux/x86_64)`: the shape of kubectl's own User-Agent.
+pub fn user_agent() -> http::HeaderValue {
+    let text = format!(
+        "kubectl-canary/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    // Built only from the crate version and Rust's platform names: always visible ASCII.
+    http::HeaderValue::from_str(&text).unwrap_or(http::HeaderValue::from_static("kubectl-canary"))
 }

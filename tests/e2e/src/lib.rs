@@ -333,6 +333,17 @@ impl TestCluster {
         (path, spec)
     }
 
+    /// The shop scenario (`examples/frontend-backend.yaml`: frontend + backend, seed 004's
+    /// shape) without its 5-minute pause, written into `dir`, so that every `step` advances.
+    pub fn shop_without_pause(&self, dir: &std::path::Path) -> PathBuf {
+        let (path, _) = self.example("frontend-backend.yaml");
+        let text = std::fs::read_to_string(path).expect("example");
+        assert!(text.contains("      pause: 5m\n"), "the example changed");
+        let spec = dir.join("shop.yaml");
+        std::fs::write(&spec, text.replace("      pause: 5m\n", "")).expect("write spec");
+        spec
+    }
+
     /// `kubectl canary <args>` (blocking; call from a multi-threaded runtime).
     pub fn canary<I, S>(&self, args: I) -> Run
     where

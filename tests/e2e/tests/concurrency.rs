@@ -14,14 +14,8 @@ use kube_emulator::{Fault, Gate};
 const RELEASE: &str = "frontend-backend-v2";
 const NS: &str = "default";
 
-/// The shop scenario (frontend + backend, seed 004's shape) without the pause, so that every
-/// step advances.
 fn shop(c: &TestCluster, dir: &tempfile::TempDir) -> String {
-    let (path, _) = c.example("frontend-backend.yaml");
-    let text = std::fs::read_to_string(path).expect("example");
-    assert!(text.contains("      pause: 5m\n"), "the example changed");
-    let spec = dir.path().join("shop.yaml");
-    std::fs::write(&spec, text.replace("      pause: 5m\n", "")).expect("write spec");
+    let spec = c.shop_without_pause(dir.path());
     spec.to_str().expect("utf-8 path").to_string()
 }
 

@@ -69,13 +69,14 @@ fn assert_data_plane_order(c: &TestCluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main (issue 13 open): written without a run; the wait or its counted watches differ from what the test expects"]
 async fn a_step_waits_for_propagation_and_then_proceeds() {
     let propagation = Propagation::after(Duration::from_millis(300));
     let Some(c) = start_propagating("step_waits", Some(propagation)).await else {
         return;
     };
-    let (spec, _) = c.example("frontend-backend.yaml");
+    // Without the pause, so that the step advances (and writes the routes).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = c.shop_without_pause(dir.path());
     let start = c.canary(["start", "-f", spec.to_str().unwrap()]).success();
     assert_eq!(
         normalized(&start.stderr),
@@ -88,15 +89,14 @@ async fn a_step_waits_for_propagation_and_then_proceeds() {
     );
     c.emulator.audit().clear();
     let step = c.canary(["step", RELEASE, "-n", "default"]).success();
+    // From the testers stage to 10%, only the entry service's routes change (the backend's
+    // chained routes are the same in both stages).
     assert_eq!(
         normalized(&step.stderr),
-        waited(&["virtualservice/backend", "virtualservice/frontend"])
+        waited(&["virtualservice/frontend"])
     );
     // One watch per changed object, nothing else: the price of confirming a step.
-    assert_eq!(
-        watches(&c),
-        ["virtualservices/backend", "virtualservices/frontend"]
-    );
+    assert_eq!(watches(&c), ["virtualservices/frontend"]);
     for vs in ["frontend", "backend"] {
         let live = c.get("virtualservice", "default", vs);
         assert_eq!(
@@ -125,7 +125,6 @@ async fn a_step_waits_for_propagation_and_then_proceeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs on main (issue 13 open): finalize with a stuck VirtualService did not return within a minute"]
 async fn finalize_with_a_stuck_virtual_service_keeps_the_old_subset_and_deployment() {
     let propagation = Propagation::after(Duration::from_millis(200));
     let Some(c) = start_propagating("stuck_finalize", Some(propagation.clone())).await else {
@@ -178,6 +177,13 @@ async fn finalize_with_a_stuck_virtual_service_keeps_the_old_subset_and_deployme
         let rerun = scope.spawn(|| c.canary(["finalize", RELEASE, "-n", "default"]));
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !watches(&c).contains(&"virtualservices/frontend".to_string()) {
+            if rerun.is_finished() {
+                let run = rerun.join().expect("rerun thread");
+                panic!(
+                    "the rerun ended without watching the stuck VirtualService: exit {:?}\nstdout:\n{}\nstderr:\n{}",
+                    run.code, run.stdout, run.stderr
+                );
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "the rerun never watched the stuck VirtualService"
@@ -203,7 +209,6 @@ async fn finalize_with_a_stuck_virtual_service_keeps_the_old_subset_and_deployme
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main (issue 13 open): written without a run; the warning or settle lines differ from what the test expects"]
 async fn without_status_auto_mode_warns_once_and_settles() {
     let Some(c) = start_propagating("no_status", None).await else {
         return;
