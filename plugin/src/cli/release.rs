@@ -170,7 +170,7 @@ async fn engine(
         ApplyOptions {
             field_manager: mutation.manager.field_manager.clone(),
             server_dry_run: false,
-            force: false,
+            force: true,
         },
     )
     .with_propagation(propagation))

@@ -282,8 +282,14 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// An engine for `cluster`'s namespace.
     pub fn new(cluster: Cluster, mode: Mode, apply: ApplyOptions) -> Self {
+        // Every write is fenced on the resourceVersion read and checked against the release's
+        // generation stamp (protocol steps 3 and 5), and objects the release does not own are
+        // refused at `start` unless adopted. So field-manager conflicts would only ever stop
+        // us converging our own objects after someone edited them by hand (`kubectl patch`,
+        // `kubectl edit`): take those fields back, as the record says they must be.
         let apply = ApplyOptions {
             server_dry_run: mode == Mode::ServerDryRun,
+            force: true,
             ..apply
         };
         Engine {
