@@ -495,13 +495,18 @@ fn op_line(op: &Op) -> String {
                 obj["metadata"]["name"].as_str().unwrap_or_default()
             )
         }
-        Op::Delete { kind, name } => {
+        Op::Delete { kind, name } | Op::Claim { kind, name, .. } => {
             let group = if kind.group.is_empty() {
                 String::new()
             } else {
                 format!(".{}", kind.group)
             };
-            format!("{}{group}/{name} deleted", kind.kind.to_lowercase())
+            let done = if matches!(op, Op::Delete { .. }) {
+                "deleted"
+            } else {
+                "claimed"
+            };
+            format!("{}{group}/{name} {done}", kind.kind.to_lowercase())
         }
     }
 }

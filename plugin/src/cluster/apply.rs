@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
-use super::order::{ObjectSet, Op};
+use super::order::{ObjectSet, Op, GENERATION_ANNOTATION};
 use super::propagation::Gate;
 use super::resources::Kind;
 
@@ -128,6 +128,16 @@ impl Applier {
                         });
                         self.delete_if(*kind, name, preconditions).await
                     }
+                    Op::Claim {
+                        kind,
+                        name,
+                        generation,
+                    } => {
+                        let rv = live
+                            .get(kind.kind, name)
+                            .and_then(|o| meta_str(o, "resourceVersion"));
+                        self.claim(*kind, name, *generation, rv).await
+                    }
                 };
                 match result {
                     Ok(()) => applied.push(op.clone()),
@@ -205,6 +215,45 @@ impl Applier {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(ClusterError::from_kube("delete", target, e)),
+        }
+    }
+
+    /// Stamp `kind` `name` with the release generation `generation` (a merge patch of one
+    /// annotation, so no other field changes owner), conditional on `resource_version`: a
+    /// changed object is a 409 conflict, a deleted one [`ClusterError::Gone`].
+    pub async fn claim(
+        &self,
+        kind: Kind,
+        name: &str,
+        generation: u64,
+        resource_version: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let namespace = self.cluster.namespace.clone();
+        let target = Target::new(kind.kind, &namespace, name);
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.cluster.client.clone(),
+            &namespace,
+            &kind.api_resource(),
+        );
+        let mut metadata = serde_json::json!({
+            "annotations": {GENERATION_ANNOTATION: generation.to_string()}
+        });
+        if let Some(rv) = resource_version {
+            metadata["resourceVersion"] = Value::String(rv.to_string());
+        }
+        let mut params = PatchParams::default();
+        if self.options.server_dry_run {
+            params = params.dry_run();
+        }
+        params.field_manager = Some(self.options.field_manager.clone());
+        let patch = serde_json::json!({ "metadata": metadata });
+        match api.patch(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(ClusterError::Gone {
+                op: "claim",
+                target,
+            }),
+            Err(e) => Err(ClusterError::from_kube("claim", target, e)),
         }
     }
 

@@ -89,6 +89,15 @@ pub enum ClusterError {
         /// How long we waited.
         waited: std::time::Duration,
     },
+    /// An object a conditional write was about was deleted since it was read (a stale write,
+    /// like a resourceVersion conflict).
+    #[error("{op} {target}: it was deleted since it was read")]
+    Gone {
+        /// What we tried.
+        op: &'static str,
+        /// The object.
+        target: Target,
+    },
     /// Data in the cluster is not what the plugin wrote.
     #[error("{target}: {message}")]
     Corrupt {
@@ -128,8 +137,13 @@ impl ClusterError {
     /// fulfilled …": a write conditional on a resourceVersion or uid that is no longer the
     /// object's). Server-side apply's field-manager conflicts are 409 too, but not this.
     pub fn is_stale_write(&self) -> bool {
-        matches!(self, ClusterError::Api { code: 409, message, .. }
-            if message.starts_with("Operation cannot be fulfilled"))
+        match self {
+            ClusterError::Api {
+                code: 409, message, ..
+            } => message.starts_with("Operation cannot be fulfilled"),
+            ClusterError::Gone { .. } => true,
+            _ => false,
+        }
     }
 
     /// Wrap a kube-rs error for operation `op` on `target`.

@@ -105,6 +105,19 @@ pub enum Op {
         /// Its name.
         name: String,
     },
+    /// Stamp an existing object the release relies on but does not own (a restored stable
+    /// Deployment) with the record's generation, conditional on the resourceVersion read. A
+    /// concurrent command that planned to delete it from an older read (finalize) then fails
+    /// its precondition instead of deleting what the newer record needs, and if it was deleted
+    /// first, this claim fails and the command re-plans (and re-creates it).
+    Claim {
+        /// Its kind.
+        kind: Kind,
+        /// Its name.
+        name: String,
+        /// The record generation to stamp.
+        generation: u64,
+    },
 }
 
 impl Op {
@@ -119,6 +132,7 @@ impl Op {
                     .unwrap_or("?")
             ),
             Op::Delete { kind, name } => format!("delete {}/{name}", kind.kind),
+            Op::Claim { kind, name, .. } => format!("claim {}/{name}", kind.kind),
         }
     }
 }
@@ -144,11 +158,22 @@ pub fn plan_batches(
 ) -> Vec<Vec<Op>> {
     // Deployments are only ever created: once running, their spec is defaulted by the server
     // and owned by whoever scales or edits them, and the plugin must not fight that.
+    // The ones the release relies on without owning them carry its generation stamp: those are
+    // claimed (stamped) when present, so a stale delete of them fails (see [`Op::Claim`]).
     let deployments = desired
         .deployments
         .iter()
-        .filter(|(name, _)| !live.deployments.contains_key(*name))
-        .map(|(_, want)| Op::Apply(want.clone()))
+        .filter_map(|(name, want)| match live.deployments.get(name) {
+            None => Some(Op::Apply(want.clone())),
+            Some(have) if stamp_of(want) != 0 && stamp_of(have) != stamp_of(want) => {
+                Some(Op::Claim {
+                    kind: resources::DEPLOYMENT,
+                    name: name.clone(),
+                    generation: stamp_of(want),
+                })
+            }
+            Some(_) => None,
+        })
         .collect();
     let mut bridges = Vec::new();
     let mut final_rules = Vec::new();
@@ -310,6 +335,28 @@ pub fn simulate(set: &mut ObjectSet, ops: &[Op]) {
             Op::Delete { kind, name } => {
                 if *kind == resources::DEPLOYMENT {
                     set.deployments.remove(name);
+                }
+            }
+            Op::Claim {
+                kind,
+                name,
+                generation,
+            } => {
+                if let Some(meta) = (*kind == resources::DEPLOYMENT)
+                    .then(|| set.deployments.get_mut(name))
+                    .flatten()
+                    .and_then(|d| d.get_mut("metadata"))
+                    .and_then(Value::as_object_mut)
+                {
+                    let annotations = meta
+                        .entry("annotations")
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                    if let Some(a) = annotations.as_object_mut() {
+                        a.insert(
+                            GENERATION_ANNOTATION.into(),
+                            Value::String(generation.to_string()),
+                        );
+                    }
                 }
             }
         }
@@ -506,5 +553,43 @@ mod tests {
         have["metadata"]["labels"]["x"] = json!("2");
         assert!(differs(Some(&have), &want));
         assert!(differs(None, &want));
+    }
+
+    #[test]
+    fn stamped_deployments_are_created_when_missing_and_claimed_when_stamped_older() {
+        let stamped = |name: &str, generation: u64| {
+            let mut d = deploy(name);
+            d["metadata"]["annotations"] = json!({GENERATION_ANNOTATION: generation.to_string()});
+            d
+        };
+        let live = set(vec![
+            deploy("kept-v1"),
+            stamped("old-v1", 3),
+            stamped("same-v1", 4),
+        ]);
+        let desired = set(vec![
+            stamped("kept-v1", 4),
+            stamped("old-v1", 4),
+            stamped("same-v1", 4),
+            stamped("gone-v1", 4),
+            deploy("canary-v2"),
+        ]);
+        let ops: Vec<String> = plan(&live, &desired, &[])
+            .iter()
+            .map(Op::describe)
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "apply Deployment/canary-v2",
+                "apply Deployment/gone-v1",
+                "claim Deployment/kept-v1",
+                "claim Deployment/old-v1"
+            ]
+        );
+        let mut after = live.clone();
+        simulate(&mut after, &plan(&live, &desired, &[]));
+        assert!(plan(&after, &desired, &[]).is_empty());
+        assert_eq!(stamp_of(&after.deployments["kept-v1"]), 4);
     }
 }

@@ -534,7 +534,7 @@ impl Gate<'_> {
         }
         let kind = match op {
             Op::Apply(o) => o.get("kind").and_then(Value::as_str).unwrap_or("").into(),
-            Op::Delete { kind, .. } => kind.kind.to_string(),
+            Op::Delete { kind, .. } | Op::Claim { kind, .. } => kind.kind.to_string(),
         };
         if self.last_kind.as_ref().is_some_and(|k| *k != kind) {
             self.flush().await?;

@@ -43,28 +43,39 @@ pub fn desired_objects(record: &ReleaseRecord) -> Result<ObjectSet, RenderError>
     let info = record.spec.release_info();
     let opts = render_options(&record.spec, &record.roles);
     let rendered = render::render(&info, &record.stage, &opts)?;
-    let stamped = rendered.to_values().into_iter().map(|mut object| {
-        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            let annotations = meta
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(serde_json::Map::new()));
-            if let Some(annotations) = annotations.as_object_mut() {
-                annotations.insert(
-                    GENERATION_ANNOTATION.into(),
-                    Value::String(record.generation.to_string()),
-                );
-            }
-        }
-        object
-    });
-    let (mut set, _) = ObjectSet::from_objects(stamped);
+    let objects = rendered
+        .to_values()
+        .into_iter()
+        .map(|object| stamped(object, record.generation));
+    let (mut set, _) = ObjectSet::from_objects(objects);
     set.deployments.extend(record.created_deployments.clone());
     if record.phase != Phase::Finalized {
         if let Some(snapshot) = &record.snapshot {
-            set.deployments.extend(snapshot.deployments.clone());
+            // Restored stable Deployments are the user's, not ours: stamped so the apply
+            // claims them (`Op::Claim`), which fences them against a stale finalize.
+            set.deployments
+                .extend(snapshot.deployments.iter().map(|(name, deployment)| {
+                    (name.clone(), stamped(deployment.clone(), record.generation))
+                }));
         }
     }
     Ok(set)
+}
+
+/// `object` with the release generation annotation set to `generation`.
+fn stamped(mut object: Value, generation: u64) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(
+                GENERATION_ANNOTATION.into(),
+                Value::String(generation.to_string()),
+            );
+        }
+    }
+    object
 }
 
 /// Deployments to delete to reach the record's state (finalize's old versions).

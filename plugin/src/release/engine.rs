@@ -794,9 +794,20 @@ impl Engine {
     }
 }
 
-/// Protocol step 2: no live object may carry a generation newer than the record read.
+/// Protocol step 2: no live object may carry a generation newer than the record read — the
+/// routing objects, and the stable Deployments a finalize of this release removes and an undo
+/// restores (stamped when restored, so a command still holding the Finalized record cannot
+/// "finish" the finalize by deleting what the undo just put back).
 fn check_stamps(record: &ReleaseRecord, live: &ObjectSet) -> Result<(), EngineError> {
-    let seen = newest_stamp(live);
+    let restorable = record
+        .snapshot
+        .iter()
+        .flat_map(|s| s.deployments.keys())
+        .chain(&record.delete_deployments);
+    let seen = restorable
+        .filter_map(|name| live.deployments.get(name))
+        .map(stamp_of)
+        .fold(newest_stamp(live), u64::max);
     if seen > record.generation {
         return Err(EngineError::StaleRead {
             release: record.spec.name().to_string(),

@@ -118,8 +118,21 @@ fn check_round(c: &TestCluster, round: &str, before: usize, runs: &[Run]) {
         new.len()
     );
     c.assert_record_matches_routing(NS, RELEASE);
-    c.canary(["get", RELEASE, "-n", NS, "--fail-on-drift"])
-        .success();
+    let get = c.canary(["get", RELEASE, "-n", NS, "--fail-on-drift"]);
+    assert_eq!(
+        get.code,
+        Some(0),
+        "{round}: the routing drifts from the record after:\n{}\n--- get\n{}{}",
+        runs.iter()
+            .map(|r| format!(
+                "`{}` exit {:?}: {}{}",
+                r.command, r.code, r.stdout, r.stderr
+            ))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        get.stdout,
+        get.stderr
+    );
     c.assert_no_dangling_subsets();
 }
 
@@ -165,7 +178,6 @@ async fn concurrent_steps_2_4_8_keep_record_and_routing_equal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main (issue 11 open): after a mixed round ending Promoted, get --fail-on-drift reports drift; the engine does not yet converge it"]
 async fn mixed_commands_released_together_keep_record_and_routing_equal() {
     let Some(c) = TestCluster::start_light("concurrent_mixed_matrix").await else {
         return;
