@@ -42,6 +42,16 @@
 //! - Every write is one of make-before-break's batches, computed against what was read; a
 //!   refused write stops the batch loop before anything that depended on it.
 //!
+//! - The stable Deployments a finalize deletes are the user's, so they are not rewritten; but
+//!   the ones `undo` restores carry its generation stamp (created stamped, or *claimed*: one
+//!   conditional annotation patch, [`crate::cluster::order::Op::Claim`]), and step 2 counts
+//!   them. A command still holding the Finalized record therefore either sees the newer stamp
+//!   (exit 3) or its delete's precondition fails — it never "finishes" the finalize by
+//!   deleting what the newer record restored.
+//! - Writes take the fields back from other field managers (forced server-side apply): the
+//!   fences above, not field ownership, decide who may write, and a hand edit of an owned
+//!   object is drift that the next command converges.
+//!
 //! What is not fenced: creating an object that did not exist when read (server-side apply has
 //! no "must not exist" precondition); the objects concerned (a first start, a canary
 //! Deployment, `undo`'s restored Deployments) are only created by the first generation that
