@@ -12,6 +12,7 @@ use crate::release::record::ReleaseRecord;
 use crate::release::view::release_view;
 use crate::release::EngineError;
 use crate::ui::table::Table;
+use crate::ui::text::{safe, Safe};
 use crate::ui::tree;
 
 /// Arguments of `get`.
@@ -142,7 +143,7 @@ pub async fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         table.row(vec![
             name.clone(),
             format!("{:?}", r.phase),
-            format!("{} ({})", r.stage.index, r.stage.name),
+            format!("{} ({})", r.stage.index, Safe(&r.stage.name)),
             r.spec.spec.services.len().to_string(),
             r.policy.short(),
             r.history.last().map(|h| h.at.clone()).unwrap_or_default(),
@@ -172,7 +173,7 @@ pub async fn history(args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<(
             h.at.clone(),
             crate::ui::action_name(h.action).to_string(),
             h.stage.to_string(),
-            h.reason.clone(),
+            safe(&h.reason).into_owned(),
         ]);
     }
     write!(out, "{}", table.render())?;

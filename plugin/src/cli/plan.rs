@@ -19,6 +19,7 @@ use crate::release::view::share;
 use crate::render;
 use crate::spec::{self, Release};
 use crate::ui::table::Table;
+use crate::ui::text::{safe, Safe};
 use crate::ui::tree::{describe_match_text, describe_rule};
 
 /// Arguments of `plan`.
@@ -91,9 +92,9 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                     out,
                     "# stage {} ({}): {} — {}",
                     p.stage.index,
-                    p.stage.name,
+                    Safe(&p.stage.name),
                     action_name(p.action),
-                    p.reason
+                    Safe(&p.reason)
                 )?;
                 write!(out, "{}", render::render(&info, &p.stage, &opts)?.to_yaml())?;
             }
@@ -104,9 +105,9 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                     out,
                     "stage {} ({}) — {}: {}",
                     p.stage.index,
-                    p.stage.name,
+                    Safe(&p.stage.name),
                     action_name(p.action),
-                    p.reason
+                    Safe(&p.reason)
                 )?;
                 let mut table = Table::new(&["service", "rule", "when", "destinations"]);
                 for svc in &release.spec.services {
@@ -118,7 +119,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                         .flatten()
                         .enumerate()
                     {
-                        let line = describe_rule(rule);
+                        let line = safe(&describe_rule(rule)).into_owned();
                         let (when, to) = line.split_once(" → ").unwrap_or((line.as_str(), ""));
                         table.row(vec![
                             svc.name.clone(),
@@ -226,11 +227,11 @@ fn plan(
         event = Event::Step;
         if decision.action == Action::Hold {
             if was_start {
-                anyhow::bail!("the policy held at start: {}", decision.reason);
+                anyhow::bail!("the policy held at start: {}", Safe(&decision.reason));
             }
             holds += 1;
             if holds > 50 {
-                anyhow::bail!("the policy keeps holding: {}", decision.reason);
+                anyhow::bail!("the policy keeps holding: {}", Safe(&decision.reason));
             }
             continue;
         }

@@ -19,6 +19,7 @@ use crate::exit::{CodedError, CONFLICT};
 use crate::release::desired::desired_objects;
 use crate::release::{Engine, EngineError, Mode, Outcome, StartOptions};
 use crate::spec;
+use crate::ui::text::Safe;
 
 /// Arguments of `start`.
 #[derive(Debug, Args)]
@@ -320,7 +321,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 args.release,
                 current.record.phase,
                 current.record.stage.index,
-                current.record.stage.name
+                Safe(&current.record.stage.name)
             ))?;
             return finish(&current.record);
         }
@@ -349,7 +350,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     args.release,
                     humantime::format_duration(timeout),
                     outcome.record.stage.index,
-                    outcome.record.stage.name,
+                    Safe(&outcome.record.stage.name),
                     outcome.record.phase
                 );
             }
@@ -376,8 +377,8 @@ fn finish(record: &crate::release::record::ReleaseRecord) -> anyhow::Result<()> 
             record
                 .history
                 .last()
-                .map(|h| h.reason.as_str())
-                .unwrap_or("")
+                .map(|h| Safe(&h.reason))
+                .unwrap_or(Safe(""))
         ),
         _ => Ok(()),
     }
@@ -394,13 +395,13 @@ fn summary(outcome: &Outcome) -> String {
     let reason = if outcome.reason.is_empty() {
         String::new()
     } else {
-        format!(": {}", outcome.reason)
+        format!(": {}", Safe(&outcome.reason))
     };
     format!(
         "release {} {what} → stage {} ({}), {:?}{reason}",
         r.spec.name(),
         r.stage.index,
-        r.stage.name,
+        Safe(&r.stage.name),
         r.phase
     )
 }
@@ -501,7 +502,7 @@ impl Progress {
                     out,
                     "\r\x1b[2K  stage {} ({}) — next decision in {}",
                     outcome.record.stage.index,
-                    outcome.record.stage.name,
+                    Safe(&outcome.record.stage.name),
                     humantime::format_duration(Duration::from_secs(left.as_secs()))
                 )?;
                 out.flush()?;
