@@ -7,6 +7,21 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Objects as a YAML stream, as `kubectl get -o yaml` of several objects: documents separated
+/// by `---`, none for an empty slice. The writing side of [`parse_stream`]; `render` and `ui`
+/// both print through it.
+pub fn to_yaml_stream<T: serde::Serialize>(objects: &[T]) -> String {
+    let mut out = String::new();
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        // YAML of a serialisable value cannot fail.
+        out.push_str(&serde_yaml::to_string(object).unwrap_or_default());
+    }
+    out
+}
+
 /// A file that could not be read as objects.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

@@ -29,28 +29,24 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cluster", "istio", "manifest", "release", "render", "sim", "spec", "ui",
         ],
     ),
-    // `ui` here: release names actions through ui::action_name (issue 17 item 9: the name
-    // belongs with the Action type, policy-sdk's `Action::as_str`, not merged yet).
     (
         "release",
         &[
-            "cluster", "exit", "istio", "labels", "lint", "policy", "render", "spec", "ui",
+            "cluster", "exit", "istio", "labels", "lint", "policy", "render", "spec",
         ],
     ),
     // `lint` and `cluster` never import each other: cluster hands back plain objects.
     ("cluster", &["exit", "istio", "labels", "spec"]),
     ("lint", &["istio", "labels", "manifest", "spec"]),
-    // `ui` here: policy/validate.rs and render name actions through ui (issue 17 item 9, being
-    // moved by the policy owners).
-    ("policy", &["spec", "ui"]),
-    ("render", &["istio", "labels", "manifest", "spec", "ui"]),
+    ("policy", &["spec"]),
+    ("render", &["istio", "labels", "manifest", "spec"]),
     // `render` here: sim takes MESH_GATEWAY from render (issue 17 item 9, being moved by the
     // simulator owners).
     ("sim", &["istio", "manifest", "render"]),
     ("spec", &["istio", "labels"]),
     // `ui` draws the view models `release::view` builds (as Argo Rollouts' get: the model apart
     // from the tree that draws it); it defines no domain types of its own.
-    ("ui", &["release"]),
+    ("ui", &["manifest", "release"]),
 ];
 
 #[test]

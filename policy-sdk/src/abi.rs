@@ -103,13 +103,38 @@ pub fn decide_json(input: &[u8], decide: DecideFn) -> Vec<u8> {
     }
 }
 
+/// `canary_validate_config`: reads the config JSON at `ptr..ptr+len`, runs `validate`, returns the
+/// packed `(out_ptr << 32) | out_len` of the [`ConfigValidation`](crate::config::ConfigValidation)
+/// JSON.
+///
+/// # Safety
+/// `ptr..ptr+len` must be readable memory of this module (the host got it from `canary_alloc`).
+#[doc(hidden)]
+pub unsafe fn validate_config(ptr: i32, len: i32, validate: crate::config::ValidateFn) -> i64 {
+    let input: &[u8] = if len <= 0 {
+        &[]
+    } else {
+        // SAFETY: as in `decide`: the host wrote `len` bytes at `ptr`, inside a buffer it obtained
+        // from `canary_alloc(len)`; nothing else aliases it during the call.
+        std::slice::from_raw_parts(ptr as usize as *const u8, len as usize)
+    };
+    let output = crate::config::validate_json(input, validate).into_boxed_slice();
+    let out_len = output.len() as u64;
+    let out_ptr = Box::into_raw(output) as *mut u8 as usize as u64;
+    ((out_ptr << 32) | out_len) as i64
+}
+
 /// Write a policy's exports and its `canary.metadata` section.
 ///
 /// ```ignore
 /// fn decide(input: &policy_sdk::Input) -> policy_sdk::Decision { /* ... */ }
+/// fn validate_config(config: &serde_json::Value) -> Vec<policy_sdk::config::ConfigProblem> {
+///     /* ... */
+/// }
 ///
 /// policy_sdk::export_policy!(
 ///     decide: decide,
+///     validate_config: validate_config, // optional
 ///     name: "my-policy",
 ///     version: "0.1.0",
 ///     description: "What it decides, in one line",
@@ -122,13 +147,29 @@ pub fn decide_json(input: &[u8], decide: DecideFn) -> Vec<u8> {
 /// Schema of the policy's `config`. Everything is `concat!`-ed into one constant byte string at
 /// compile time, so the metadata costs nothing at run time.
 ///
-/// The exports (`canary_abi_version`, `canary_alloc`, `canary_dealloc`, `canary_decide`) and the
-/// custom section exist only when compiling for `wasm32`, so the same crate can be a native
-/// library (tests, benches) without clashing `#[no_mangle]` symbols. Their `unsafe` is confined
-/// to [`abi`](crate::abi): the host passes a pointer into this module's own memory, obtained
-/// from `canary_alloc`, and the length it wrote there.
+/// `validate_config` (optional) is a [`ValidateFn`](crate::config::ValidateFn): with it the
+/// module also exports `canary_validate_config`, which the host calls to check a release's
+/// config before anything runs (see [`config`](crate::config)). The host always checks the
+/// schema first, so the function may assume the shape the schema describes; it is where the
+/// rules a schema cannot say belong (weights that increase, one of two fields, a duration).
+///
+/// The exports (`canary_abi_version`, `canary_alloc`, `canary_dealloc`, `canary_decide`,
+/// `canary_validate_config`) and the custom section exist only when compiling for `wasm32`, so
+/// the same crate can be a native library (tests, benches) without clashing `#[no_mangle]`
+/// symbols. Their `unsafe` is confined to [`abi`](crate::abi): the host passes a pointer into
+/// this module's own memory, obtained from `canary_alloc`, and the length it wrote there.
 #[macro_export]
 macro_rules! export_policy {
+    (
+        decide: $decide:path,
+        validate_config: $validate:path,
+        name: $name:literal,
+        version: $version:literal,
+        description: $description:literal,
+        config_schema: $schema:literal $(,)?
+    ) => {
+        $crate::export_policy!(@emit [$decide] [$validate] $name, $version, $description, $schema);
+    };
     (
         decide: $decide:path,
         name: $name:literal,
@@ -136,6 +177,10 @@ macro_rules! export_policy {
         description: $description:literal,
         config_schema: $schema:literal $(,)?
     ) => {
+        $crate::export_policy!(@emit [$decide] [] $name, $version, $description, $schema);
+    };
+    (@emit [$decide:path] [$($validate:path)?] $name:literal, $version:literal,
+     $description:literal, $schema:literal) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             const METADATA: &str = concat!(
@@ -177,6 +222,15 @@ macro_rules! export_policy {
             pub unsafe extern "C" fn canary_decide(ptr: i32, len: i32) -> i64 {
                 $crate::abi::decide(ptr, len, $decide)
             }
+
+            $(
+                /// # Safety
+                /// Called by the host with the buffer it filled after `canary_alloc(len)`.
+                #[no_mangle]
+                pub unsafe extern "C" fn canary_validate_config(ptr: i32, len: i32) -> i64 {
+                    $crate::abi::validate_config(ptr, len, $validate)
+                }
+            )?
         };
     };
 }

@@ -217,6 +217,17 @@ pub fn run(decide: DecideFn, input: &Input) -> Decision {
     serde_json::from_slice(&output).expect("the SDK writes decisions the host can read")
 }
 
+/// Runs a config validator on `config` through the wire format, exactly as the wasm export
+/// `canary_validate_config` does.
+pub fn validate_config(
+    validate: crate::config::ValidateFn,
+    config: &Value,
+) -> crate::config::ConfigValidation {
+    let bytes = serde_json::to_vec(config).expect("JSON values always serialise");
+    let output = crate::config::validate_json(&bytes, validate);
+    serde_json::from_slice(&output).expect("the SDK writes answers the host can read")
+}
+
 /// The canary's share (percent) of the catch-all (last) rule of `service`, if the decision has
 /// a stage with routes for it.
 pub fn canary_weight(decision: &Decision, service: &str) -> Option<u32> {

@@ -1,6 +1,35 @@
 //! Time without a clock: policies get `now` in their input, and these helpers read it.
 //!
 //! Hand-written (no chrono) so the SDK keeps to the crates Debian packages and stays tiny in wasm.
+//!
+//! # Durations
+//!
+//! kubectl-canary has one duration grammar, this one. It is used by the built-in policies for
+//! `config.pause`, by the host for the `"format": "duration"` of a policy's config schema, and
+//! for `--request-timeout`, so a value means the same thing everywhere:
+//!
+//! ```text
+//! duration = seconds | part { part }
+//! seconds  = digit { digit }                 a bare number counts as seconds: "300"
+//! part     = digit { digit } unit            "30s", "5m", "1h30m", "2d"
+//! unit     = "s" | "m" | "h" | "d"           seconds, minutes, hours, days
+//! ```
+//!
+//! Leading and trailing spaces are ignored; nothing else is accepted: no spaces inside, no
+//! fractions (`1.5h`), no signs, no other units (`5min`, `500ms`, `1w`). The total must fit in
+//! a `u64` of seconds. [`duration_seconds`] says what is wrong with a refused value, in the same
+//! words wherever it is refused; [`parse_duration`] is the same parse without the reason.
+//!
+//! ```
+//! use policy_sdk::time::{duration_seconds, parse_duration};
+//! assert_eq!(parse_duration("1h30m"), Some(5400));
+//! assert_eq!(parse_duration("300"), Some(300));
+//! assert_eq!(
+//!     duration_seconds("5min").unwrap_err().to_string(),
+//!     "invalid duration \"5min\": unknown unit \"min\" (units are s, m, h and d, e.g. 30s, \
+//!      5m, 1h30m; a bare number is seconds)"
+//! );
+//! ```
 
 /// Seconds since the Unix epoch for an RFC 3339 timestamp (`2026-11-22T10:00:00Z`,
 /// `2026-11-22T12:00:00.5+02:00`); `None` when it is not one. Fractions of a second are dropped.
@@ -84,36 +113,92 @@ pub fn hour(seconds: i64) -> u32 {
     (seconds.rem_euclid(86_400) / 3600) as u32
 }
 
-/// Seconds in a duration such as `30s`, `5m`, `1h30m`, `2h`, `1d` or a bare number of seconds;
-/// `None` when it is not one.
+/// Seconds in a duration of the [grammar above](self#durations) (`30s`, `5m`, `1h30m`, `2d`, or a
+/// bare number of seconds); `None` when it is not one.
 pub fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
+    duration_seconds(text).ok()
+}
+
+/// What the grammar accepts, in the words every refusal ends with.
+pub const DURATION_HINT: &str =
+    "units are s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds";
+
+/// Why a duration was refused; its message quotes the value and says what the grammar accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationError {
+    /// The text as given.
+    pub text: String,
+    /// What is wrong, without the quoted value.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid duration {:?}: {} ({})",
+            self.text, self.reason, DURATION_HINT
+        )
     }
-    if text.bytes().all(|c| c.is_ascii_digit()) {
-        return text.parse().ok();
+}
+
+impl std::error::Error for DurationError {}
+
+/// Seconds in a duration of the [grammar above](self#durations), or why it is not one.
+pub fn duration_seconds(text: &str) -> Result<u64, DurationError> {
+    let fail = |reason: String| DurationError {
+        text: text.to_string(),
+        reason,
+    };
+    let overflow = || fail("too large".to_string());
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(fail("empty".to_string()));
+    }
+    if trimmed.bytes().all(|c| c.is_ascii_digit()) {
+        return trimmed.parse().map_err(|_| overflow());
     }
     let mut total: u64 = 0;
     let mut number: Option<u64> = None;
-    for c in text.chars() {
+    let mut rest = trimmed;
+    while let Some(c) = rest.chars().next() {
         if let Some(d) = c.to_digit(10) {
-            number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(d as u64)?);
+            let n = number.unwrap_or(0).checked_mul(10).ok_or_else(overflow)?;
+            number = Some(n.checked_add(d as u64).ok_or_else(overflow)?);
+            rest = &rest[1..];
             continue;
         }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return None,
+        // The unit: every letter up to the next digit, so "5min" names "min", not "m".
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let scale = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ if unit.chars().all(|c| c.is_ascii_alphabetic()) => {
+                return Err(fail(format!("unknown unit {:?}", unit)))
+            }
+            _ => {
+                let bad = unit.chars().find(|c| !c.is_ascii_alphabetic()).unwrap_or(c);
+                return Err(fail(format!("unexpected {:?}", bad)));
+            }
         };
-        total = total.checked_add(number.take()?.checked_mul(unit)?)?;
+        let value = match number.take() {
+            Some(value) => value,
+            None => return Err(fail(format!("unit {:?} without a number before it", unit))),
+        };
+        total = total
+            .checked_add(value.checked_mul(scale).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
+        rest = &rest[unit_len..];
     }
-    if number.is_some() {
-        return None;
+    if let Some(n) = number {
+        return Err(fail(format!("{} has no unit after it", n)));
     }
-    Some(total)
+    Ok(total)
 }
 
 fn digits(bytes: &[u8]) -> Option<u32> {
@@ -206,5 +291,28 @@ mod tests {
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration("5m3"), None);
         assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration(" 2h "), Some(7200));
+        assert_eq!(parse_duration("5min"), None);
+        assert_eq!(parse_duration("1.5h"), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn refused_durations_say_why() {
+        let why = |text: &str| duration_seconds(text).unwrap_err().reason;
+        assert_eq!(why("5min"), "unknown unit \"min\"");
+        assert_eq!(why("500ms"), "unknown unit \"ms\"");
+        assert_eq!(why("m"), "unit \"m\" without a number before it");
+        assert_eq!(why("5m3"), "3 has no unit after it");
+        assert_eq!(why("1.5h"), "unexpected '.'");
+        assert_eq!(why("1 h"), "unexpected ' '");
+        assert_eq!(why(""), "empty");
+        assert_eq!(why("99999999999999999999"), "too large");
+        assert_eq!(why("999999999999999999d"), "too large");
+        assert_eq!(
+            duration_seconds("soon").unwrap_err().to_string(),
+            "invalid duration \"soon\": unknown unit \"soon\" (units are s, m, h and d, e.g. \
+             30s, 5m, 1h30m; a bare number is seconds)"
+        );
     }
 }

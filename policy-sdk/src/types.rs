@@ -183,6 +183,25 @@ pub enum Action {
     Complete,
 }
 
+impl Action {
+    /// The action's name as written on the wire and in the release history (`advance`, `hold`,
+    /// `rollback`, `complete`): the same text serde writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Advance => "advance",
+            Action::Hold => "hold",
+            Action::Rollback => "rollback",
+            Action::Complete => "complete",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The policy's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -274,4 +293,23 @@ pub struct Destination {
     /// Relative weight 0..=100; absent means "all of it" when it is the only destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action;
+
+    #[test]
+    fn action_names_are_the_wire_names() {
+        for action in [
+            Action::Advance,
+            Action::Hold,
+            Action::Rollback,
+            Action::Complete,
+        ] {
+            let wire = serde_json::to_value(action).unwrap();
+            assert_eq!(wire, serde_json::Value::String(action.as_str().to_string()));
+            assert_eq!(action.to_string(), action.as_str());
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::release::record::ReleaseRecord;
 use crate::release::view;
 use crate::release::EngineError;
 use crate::ui::table::Table;
+use crate::ui::text::{safe, Safe};
 use crate::ui::tree;
 
 /// Arguments of `get`.
@@ -171,7 +172,7 @@ pub async fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         table.row(vec![
             name.clone(),
             format!("{:?}", r.phase),
-            format!("{} ({})", r.stage.index, r.stage.name),
+            format!("{} ({})", r.stage.index, Safe(&r.stage.name)),
             r.spec.spec.services.len().to_string(),
             r.policy.short(),
             match drift.len() {
@@ -203,9 +204,9 @@ pub async fn history(args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<(
         table.row(vec![
             i.to_string(),
             h.at.clone(),
-            crate::ui::action_name(h.action).to_string(),
+            h.action.as_str().to_string(),
             h.stage.to_string(),
-            h.reason.clone(),
+            safe(&h.reason).into_owned(),
         ]);
     }
     write!(out, "{}", table.render())?;

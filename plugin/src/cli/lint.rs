@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use owo_colors::{OwoColorize, Stream::Stdout};
 use serde::Deserialize;
@@ -207,6 +208,8 @@ impl Inputs {
             self.objects.extend(objects.into_iter().map(|s| s.object));
         } else if documents == 1 {
             let release = spec::parse_str(text, origin)?;
+            super::policy_decider::check_config(&release.spec.policy, None)
+                .with_context(|| origin.to_string())?;
             self.releases.push((release, origin.to_string()));
         } else {
             anyhow::bail!(

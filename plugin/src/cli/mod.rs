@@ -191,7 +191,9 @@ pub fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = std::io::stdout().flush();
-            eprintln!("error: {err:#}");
+            // Errors quote what policies and API servers said: shown, never obeyed.
+            let message = format!("{err:#}");
+            eprintln!("error: {}", crate::ui::text::safe_lines(&message));
             exit::code_of(&err)
         }
     }

@@ -21,6 +21,7 @@ use crate::release::view::share;
 use crate::render;
 use crate::spec::{self, Release};
 use crate::ui::table::Table;
+use crate::ui::text::{safe, Safe};
 use crate::ui::tree::{describe_match_text, describe_rule};
 
 /// Arguments of `plan`.
@@ -94,9 +95,9 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                     out,
                     "# stage {} ({}): {} — {}",
                     p.stage.index,
-                    p.stage.name,
-                    action_name(p.action),
-                    p.reason
+                    Safe(&p.stage.name),
+                    p.action.as_str(),
+                    Safe(&p.reason)
                 )?;
                 write!(out, "{}", render::render(&info, &p.stage, &opts)?.to_yaml())?;
             }
@@ -107,9 +108,9 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                     out,
                     "stage {} ({}) — {}: {}",
                     p.stage.index,
-                    p.stage.name,
-                    action_name(p.action),
-                    p.reason
+                    Safe(&p.stage.name),
+                    p.action.as_str(),
+                    Safe(&p.reason)
                 )?;
                 let mut table = Table::new(&["service", "rule", "when", "destinations"]);
                 for svc in &release.spec.services {
@@ -121,7 +122,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                         .flatten()
                         .enumerate()
                     {
-                        let line = describe_rule(rule);
+                        let line = safe(&describe_rule(rule)).into_owned();
                         let (when, to) = line.split_once(" → ").unwrap_or((line.as_str(), ""));
                         table.row(vec![
                             svc.name.clone(),
@@ -250,11 +251,11 @@ fn plan(
             .with_context(|| format!("decision {} ({event:?})", stages.len() + holds))?;
         let Some((_, stage, phase)) = outcome else {
             if was_start {
-                anyhow::bail!("the policy held at start: {}", decision.reason);
+                anyhow::bail!("the policy held at start: {}", Safe(&decision.reason));
             }
             holds += 1;
             if holds > 50 {
-                anyhow::bail!("the policy keeps holding: {}", decision.reason);
+                anyhow::bail!("the policy keeps holding: {}", Safe(&decision.reason));
             }
             continue;
         };
@@ -279,8 +280,6 @@ fn plan(
     }
     Ok((stages, false))
 }
-
-use crate::ui::action_name;
 
 fn to_json(release: &Release, stages: &[Planned]) -> Value {
     let info = release.release_info();
@@ -323,7 +322,7 @@ fn to_json(release: &Release, stages: &[Planned]) -> Value {
             json!({
                 "index": p.stage.index,
                 "name": p.stage.name,
-                "action": action_name(p.action),
+                "action": p.action.as_str(),
                 "reason": p.reason,
                 "services": services,
             })

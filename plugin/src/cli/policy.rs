@@ -12,6 +12,7 @@ use super::flags::CacheArgs;
 use super::OutputFormat;
 use crate::policy::{default_cache_dir, Limits, LoadedPolicy, ModuleRef, PolicyHost, BUILTINS};
 use crate::ui::table::Table;
+use crate::ui::text::{safe, Safe};
 
 /// Arguments of `policy`.
 #[derive(Debug, Args)]
@@ -130,8 +131,9 @@ fn run_list(args: ListArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A string of the module's metadata, for a terminal ([`safe`]: the module wrote it).
 fn text(value: &Value) -> String {
-    value.as_str().unwrap_or("").to_string()
+    safe(value.as_str().unwrap_or("")).into_owned()
 }
 
 /// A module's description, as `inspect` and `list` print it.
@@ -160,7 +162,7 @@ fn run_inspect(args: InspectArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<
         return super::write_value(&mut out, &info, format);
     }
     writeln!(out, "Module:       {}", text(&info["module"]))?;
-    writeln!(out, "Name:         {}", policy.name())?;
+    writeln!(out, "Name:         {}", Safe(policy.name()))?;
     writeln!(out, "Version:      {}", text(&info["version"]))?;
     writeln!(out, "Description:  {}", text(&info["description"]))?;
     writeln!(out, "ABI:          {}", info["abi"])?;
@@ -171,19 +173,19 @@ fn run_inspect(args: InspectArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<
     }
     writeln!(out, "Exports:")?;
     for item in policy.exports() {
-        writeln!(out, "  {:<20} {}", item.name, item.ty)?;
+        writeln!(out, "  {:<20} {}", Safe(&item.name), item.ty)?;
     }
     writeln!(out, "Imports:")?;
     if policy.imports().is_empty() {
         writeln!(out, "  (none)")?;
     }
     for item in policy.imports() {
-        writeln!(out, "  {:<20} {}", item.name, item.ty)?;
+        writeln!(out, "  {:<20} {}", Safe(&item.name), item.ty)?;
     }
     writeln!(out, "Config schema:")?;
     let schema = serde_json::to_string_pretty(&info["configSchema"])?;
     for line in schema.lines() {
-        writeln!(out, "  {line}")?;
+        writeln!(out, "  {}", Safe(line))?;
     }
     Ok(())
 }
@@ -207,7 +209,7 @@ fn run_test(args: TestArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 failed += 1;
                 writeln!(out, "FAIL  {case}")?;
                 for line in report.lines() {
-                    writeln!(out, "      {line}")?;
+                    writeln!(out, "      {}", Safe(line))?;
                 }
             }
         }
@@ -387,8 +389,10 @@ strip = true
 //!
 //! Build: `cargo build --release --target wasm32-unknown-unknown`; test: `cargo test`.
 
+use policy_sdk::config::{{self, ConfigProblem}};
 use policy_sdk::stages::{{self, StagePlan, Testers}};
 use policy_sdk::{{log, Decision, Event, Input, Role, Stage}};
+use serde_json::Value;
 
 // Every decision runs in a fresh instance, so a bump allocator is the fastest correct choice.
 // Remove these lines to keep Rust's default (dlmalloc) if a decision allocates and frees a lot.
@@ -398,6 +402,7 @@ static ALLOCATOR: policy_sdk::alloc::DecisionAllocator = policy_sdk::alloc::Deci
 
 policy_sdk::export_policy!(
     decide: decide,
+    validate_config: validate_config,
     name: "{name}",
     version: "0.1.0",
     description: "A weight ramp: 10%, 50%, 100%",
@@ -405,6 +410,17 @@ policy_sdk::export_policy!(
 );
 
 const STEPS: [u32; 3] = [10, 50, 100];
+
+/// Checks a release's `config` before anything runs: the host calls it (as the module's
+/// `canary_validate_config`) once the `config_schema` above accepts the config, at `lint`,
+/// `plan`, `render` and `start`. One problem per mistake, its path relative to the config.
+pub fn validate_config(config: &Value) -> Vec<ConfigProblem> {{
+    let mut problems = Vec::new();
+    if let Some(testers) = config.get("testers").filter(|t| !t.is_null()) {{
+        config::check_testers("testers", testers, &mut problems);
+    }}
+    problems
+}}
 
 /// The decision for `input`.
 pub fn decide(input: &Input) -> Decision {{
@@ -441,6 +457,16 @@ pub fn decide(input: &Input) -> Decision {{
 mod tests {{
     use super::*;
     use policy_sdk::testing::{{canary_weight, run, InputBuilder, ReleaseBuilder}};
+
+    #[test]
+    fn validates_its_config() {{
+        let bad = serde_json::json!({{"testers": {{"cookie": "no-equals-sign"}}}});
+        let answer = policy_sdk::testing::validate_config(validate_config, &bad);
+        assert!(!answer.valid);
+        assert_eq!(answer.problems[0].path, "testers.cookie");
+        let good = serde_json::json!({{"testers": {{"cookie": "user=tester"}}}});
+        assert!(policy_sdk::testing::validate_config(validate_config, &good).valid);
+    }}
 
     #[test]
     fn ramps_ten_fifty_hundred() {{

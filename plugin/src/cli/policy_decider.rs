@@ -62,10 +62,19 @@ fn wrap(spec: &PolicySpec, policy: LoadedPolicy) -> Box<dyn Decider> {
     })
 }
 
-/// The policy a spec names (its `sha256` pin checked before anything runs).
+/// The policy a spec names (its `sha256` pin checked before anything runs, and the spec's config
+/// checked by the module's own rules).
 pub fn for_spec(spec: &PolicySpec, cache_dir: Option<&Path>) -> anyhow::Result<Box<dyn Decider>> {
     let policy = host(cache_dir)?.load_spec(spec)?;
     Ok(wrap(spec, policy))
+}
+
+/// Checks a spec's `policy.config` with the module's own rules (its schema, then its
+/// `canary_validate_config`), loading the module as `start` would: for the commands that read a
+/// spec without deciding (`render`, `lint`).
+pub fn check_config(spec: &PolicySpec, cache_dir: Option<&Path>) -> anyhow::Result<()> {
+    host(cache_dir)?.load_spec(spec)?;
+    Ok(())
 }
 
 /// The policy a running release was started with: the same module bytes, or an error.

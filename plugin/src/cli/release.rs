@@ -20,6 +20,7 @@ use crate::exit::{CodedError, CONFLICT};
 use crate::release::desired::desired_objects;
 use crate::release::{Engine, EngineError, Mode, Outcome, StartOptions};
 use crate::spec;
+use crate::ui::text::Safe;
 
 /// Arguments of `start`.
 #[derive(Debug, Args)]
@@ -349,7 +350,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 args.release,
                 current.record.phase,
                 current.record.stage.index,
-                current.record.stage.name
+                Safe(&current.record.stage.name)
             ))?;
             return finish(&current.record);
         }
@@ -393,7 +394,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     args.release,
                     humantime::format_duration(timeout),
                     outcome.record.stage.index,
-                    outcome.record.stage.name,
+                    Safe(&outcome.record.stage.name),
                     outcome.record.phase
                 );
             }
@@ -420,8 +421,8 @@ fn finish(record: &crate::release::record::ReleaseRecord) -> anyhow::Result<()> 
             record
                 .history
                 .last()
-                .map(|h| h.reason.as_str())
-                .unwrap_or("")
+                .map(|h| Safe(&h.reason))
+                .unwrap_or(Safe(""))
         ),
         _ => Ok(()),
     }
@@ -433,18 +434,18 @@ fn summary(outcome: &Outcome) -> String {
     let what = match outcome.action {
         None if outcome.converged => "converged".to_string(),
         None => "unchanged".to_string(),
-        Some(action) => crate::ui::action_name(action).to_string(),
+        Some(action) => action.as_str().to_string(),
     };
     let reason = if outcome.reason.is_empty() {
         String::new()
     } else {
-        format!(": {}", outcome.reason)
+        format!(": {}", Safe(&outcome.reason))
     };
     format!(
         "release {} {what} → stage {} ({}), {:?}{reason}",
         r.spec.name(),
         r.stage.index,
-        r.stage.name,
+        Safe(&r.stage.name),
         r.phase
     )
 }
@@ -550,7 +551,7 @@ impl Progress {
                     out,
                     "\r\x1b[2K  stage {} ({}) — next decision in {}",
                     outcome.record.stage.index,
-                    outcome.record.stage.name,
+                    Safe(&outcome.record.stage.name),
                     humantime::format_duration(Duration::from_secs(left.as_secs()))
                 )?;
                 out.flush()?;

@@ -64,6 +64,7 @@ pub enum Subsets {
 /// Load the spec (and stage), render, print.
 pub fn run(args: RenderArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     let release = spec::load_file(&args.spec.file)?;
+    super::policy_decider::check_config(&release.spec.policy, None)?;
     let info = release.release_info();
     let stage = match &args.stage {
         Some(path) => load_stage(path)?,

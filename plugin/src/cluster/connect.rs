@@ -164,6 +164,18 @@ pub fn parse_request_timeout(value: Option<&str>) -> Result<Option<Duration>, Cl
     Ok((!duration.is_zero()).then_some(duration))
 }
 
+/// `kubectl-canary/0.1.0 (linux/x86_64)`: the shape of kubectl's own User-Agent.
+pub fn user_agent() -> http::HeaderValue {
+    let text = format!(
+        "kubectl-canary/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    // Built only from the crate version and Rust's platform names: always visible ASCII.
+    http::HeaderValue::from_str(&text).unwrap_or(http::HeaderValue::from_static("kubectl-canary"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,16 +198,4 @@ mod tests {
             "{err}"
         );
     }
-}
-
-/// `kubectl-canary/0.1.0 (linux/x86_64)`: the shape of kubectl's own User-Agent.
-pub fn user_agent() -> http::HeaderValue {
-    let text = format!(
-        "kubectl-canary/{} ({}/{})",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
-    // Built only from the crate version and Rust's platform names: always visible ASCII.
-    http::HeaderValue::from_str(&text).unwrap_or(http::HeaderValue::from_static("kubectl-canary"))
 }

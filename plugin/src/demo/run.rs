@@ -249,7 +249,9 @@ async fn stage_report(
     ];
     let landing = traffic::walk(&table, &info, &chain, &clients, requests)?;
     let mut out = String::new();
-    let action = outcome.action.map_or("converge", crate::ui::action_name);
+    let action = outcome
+        .action
+        .map_or("converge", policy_sdk::Action::as_str);
     let _ = writeln!(
         out,
         "\n━━ stage {} ({}) — {action}: {}",

@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    Config, Enabled, Engine, Inlining, InstanceAllocationStrategy, OptLevel,
+    PoolingAllocationConfig,
 };
 
 use super::error::Cause;
@@ -44,7 +45,10 @@ pub(crate) fn new_engine() -> Result<(Engine, Allocation), Cause> {
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(WASM_STACK_BYTES)
-            .cranelift_opt_level(OptLevel::Speed);
+            .cranelift_opt_level(OptLevel::Speed)
+            // Compile cost stays per function: no inlining, which would let one function's
+            // compile grow with its callees (see `budget`, which bounds each function).
+            .compiler_inlining(Inlining::No);
         if allocation == Allocation::Pooling {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_core_instances(POOL_SLOTS)

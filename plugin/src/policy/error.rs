@@ -82,6 +82,22 @@ pub enum Cause {
         /// The limit.
         max: u64,
     },
+    /// The module would cost more to compile than the host allows; refused before compiling.
+    #[error(
+        "module exceeds the compile budget: {what} is {value}, more than the limit of {max} \
+         (checked before compiling; a policy this large is refused)"
+    )]
+    CompileBudget {
+        /// What was measured (`the number of functions`, `the code section (bytes)`, ...).
+        what: String,
+        /// The module's value.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The release's `spec.policy.config` is refused by the module's schema or validator.
+    #[error("{}", crate::policy::config::describe(.0))]
+    InvalidConfig(Vec<crate::policy::config::ConfigProblem>),
     /// A `.wat` module that does not parse.
     #[error("invalid WebAssembly text: {0}")]
     Wat(String),

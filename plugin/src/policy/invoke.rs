@@ -128,8 +128,20 @@ pub(crate) fn decide(
     input: &[u8],
     limits: &Limits,
 ) -> Result<CallOutput, Cause> {
+    call_json(pre, "canary_decide", input, limits)
+}
+
+/// Runs `export` (`(ptr, len) -> (out_ptr << 32) | out_len`, as `canary_decide`) on `input` in
+/// a fresh instance bounded by `limits`: the same sandbox, limits and output checks for every
+/// JSON-in, JSON-out export of the ABI.
+pub(crate) fn call_json(
+    pre: &InstancePre<GuestState>,
+    export: &str,
+    input: &[u8],
+    limits: &Limits,
+) -> Result<CallOutput, Cause> {
     let mut store = new_store(pre.module().engine(), limits)?;
-    let packed = match call_decide(pre, &mut store, input) {
+    let packed = match call_export(pre, &mut store, export, input) {
         Ok(result) => result,
         Err(CallError::Wasm(e)) => return Err(classify(e, &store, limits)),
         Err(CallError::Cause(c)) => return Err(c),
@@ -170,9 +182,10 @@ impl From<wasmtime::Error> for CallError {
     }
 }
 
-fn call_decide(
+fn call_export(
     pre: &InstancePre<GuestState>,
     store: &mut Store<GuestState>,
+    export: &str,
     input: &[u8],
 ) -> Result<(Memory, u64, u64), CallError> {
     let instance = pre.instantiate(&mut *store)?;
@@ -180,7 +193,7 @@ fn call_decide(
         .get_memory(&mut *store, "memory")
         .ok_or(CallError::Cause(Cause::MissingExport { name: "memory" }))?;
     let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "canary_alloc")?;
-    let decide = instance.get_typed_func::<(i32, i32), i64>(&mut *store, "canary_decide")?;
+    let decide = instance.get_typed_func::<(i32, i32), i64>(&mut *store, export)?;
     let len = input.len() as i32;
     let ptr = alloc.call(&mut *store, len)? as u32 as u64;
     let size = memory.data_size(&*store);

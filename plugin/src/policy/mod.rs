@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! ModuleRef ─► source (bytes, sha256 pin) ─► module (metadata, import/export checks)
-//!           ─► cache (precompiled, keyed by sha256 + engine) ─► InstancePre (once per module)
+//!           ─► budget (compile cost, before compiling) ─► cache (precompiled, keyed by sha256 + engine) ─► InstancePre (once per module)
 //! Input ─► invoke (fresh bounded Store per decision) ─► JSON ─► validate ─► Decision
+//! spec.policy.config ─► config (the module's schema, then its canary_validate_config) ─► ok
 //! ```
 //!
 //! Every failure of the guest (trap, fuel, deadline, memory, bad pointers, bad JSON, wrong ABI,
@@ -19,7 +20,9 @@
 //! # Ok::<(), kubectl_canary::policy::PolicyError>(())
 //! ```
 
+pub mod budget;
 mod cache;
+mod config;
 mod engine;
 mod error;
 mod invoke;
@@ -31,13 +34,15 @@ pub mod validate;
 use std::path::PathBuf;
 
 use policy_sdk::{Decision, Input, ABI_VERSION};
+use serde_json::Value;
 use wasmtime::{Engine, InstancePre, Linker};
 
 pub use cache::{default_cache_dir, CacheStatus, CACHE_DIR_ENV};
+pub use config::{ConfigProblem, CONFIG_PATH};
 pub use error::{Cause, PolicyError};
 pub use invoke::{LogLevel, LogLine};
 pub use limits::*;
-pub use module::{Item, Metadata, METADATA_SECTION};
+pub use module::{Item, Metadata, METADATA_SECTION, VALIDATE_CONFIG_EXPORT};
 pub use source::{sha256_hex, Builtin, ModuleRef, BUILTINS};
 pub use validate::{validate_decision, DecisionError};
 
@@ -81,9 +86,13 @@ impl PolicyHost {
         self.load_fetched(module.clone(), bytes)
     }
 
-    /// Loads the module of a spec's `policy` section (module and pin).
+    /// Loads the module of a spec's `policy` section (module and pin) and checks the spec's
+    /// `config` with the module's own rules ([`LoadedPolicy::validate_config`]), under the
+    /// spec's limits: a policy that would refuse its config is refused before it runs.
     pub fn load_spec(&self, spec: &crate::spec::PolicySpec) -> Result<LoadedPolicy, PolicyError> {
-        self.load(&ModuleRef::parse(&spec.module), spec.sha256.as_deref())
+        let policy = self.load(&ModuleRef::parse(&spec.module), spec.sha256.as_deref())?;
+        policy.validate_config(&spec.config, &Limits::from_spec(spec.limits.as_ref()))?;
+        Ok(policy)
     }
 
     /// Loads a module from bytes (binary or text) named `label` in messages.
@@ -139,6 +148,7 @@ impl PolicyHost {
                 }));
             }
         }
+        budget::check(&binary).map_err(fail(&id))?;
         // The cache is keyed by the binary; for a binary module that is the file already hashed.
         let binary_sha256 = if bytes.is_text {
             sha256_hex(&binary)
@@ -246,6 +256,49 @@ impl LoadedPolicy {
     /// Whether the compiled module came from the cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.cache_status
+    }
+
+    /// Whether the module exports `canary_validate_config`.
+    pub fn validates_config(&self) -> bool {
+        self.exports
+            .iter()
+            .any(|e| e.name == VALIDATE_CONFIG_EXPORT)
+    }
+
+    /// Checks a release's `config` with the module's own rules: first the JSON Schema of its
+    /// metadata (`config_schema`), then, if the schema accepts it, its `canary_validate_config`
+    /// export (when it has one), sandboxed with `limits` as a decision is. Every problem is a
+    /// line of [`Cause::InvalidConfig`], with its path below `spec.policy.config`.
+    pub fn validate_config(&self, config: &Value, limits: &Limits) -> Result<(), PolicyError> {
+        let fail = |cause| PolicyError::new(self.id.clone(), cause);
+        let schema = self
+            .metadata
+            .as_ref()
+            .map(|m| &m.config_schema)
+            .unwrap_or(&Value::Null);
+        let problems = config::schema_problems(schema, config).map_err(fail)?;
+        if !problems.is_empty() {
+            return Err(fail(Cause::InvalidConfig(problems)));
+        }
+        if !self.validates_config() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(config)
+            .map_err(|e| fail(Cause::Engine(format!("cannot serialise the config: {e}"))))?;
+        if json.len() > MAX_INPUT_BYTES {
+            return Err(fail(Cause::InputTooLarge {
+                size: json.len(),
+                max: MAX_INPUT_BYTES,
+            }));
+        }
+        let output = invoke::call_json(&self.pre, VALIDATE_CONFIG_EXPORT, &json, &limits.clamped())
+            .map_err(fail)?;
+        let problems = config::export_problems(&output.bytes).map_err(fail)?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(fail(Cause::InvalidConfig(problems)))
+        }
     }
 
     /// The validated decision for `input`.

@@ -27,6 +27,9 @@ pub struct Metadata {
     pub config_schema: serde_json::Value,
 }
 
+/// The optional export that validates a release's config (see [`super::config`]).
+pub const VALIDATE_CONFIG_EXPORT: &str = "canary_validate_config";
+
 /// An import or export, for `policy inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
@@ -111,7 +114,7 @@ pub(crate) fn check_exports(module: &Module) -> Result<(), Cause> {
         &'static str,
         bool,
     );
-    let funcs: [Expected<'_>; 4] = [
+    let funcs: [Expected<'_>; 5] = [
         ("canary_abi_version", &[], &[I32], "func () -> i32", true),
         ("canary_alloc", &[I32], &[I32], "func (i32) -> i32", true),
         (
@@ -122,6 +125,13 @@ pub(crate) fn check_exports(module: &Module) -> Result<(), Cause> {
             true,
         ),
         ("canary_dealloc", &[I32, I32], &[], "func (i32, i32)", false),
+        (
+            VALIDATE_CONFIG_EXPORT,
+            &[I32, I32],
+            &[I64],
+            "func (i32, i32) -> i64",
+            false,
+        ),
     ];
     match module.get_export("memory") {
         Some(ExternType::Memory(_)) => {}

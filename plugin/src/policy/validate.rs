@@ -55,7 +55,7 @@ pub fn validate_decision(decision: &Decision, release: &ReleaseInfo) -> Result<(
                 "null",
                 format!(
                     "action {} needs a stage (routes for every service)",
-                    crate::ui::action_name(decision.action)
+                    decision.action.as_str()
                 ),
             )),
             Action::Hold | Action::Rollback => Ok(()),

@@ -105,7 +105,7 @@ pub fn policy_outcome(
         (action, None) => {
             return Err(Refusal::Decision(format!(
                 "answered {} without a stage",
-                crate::ui::action_name(action)
+                action.as_str()
             )))
         }
     };
@@ -165,7 +165,7 @@ pub fn check_meaning(info: &ReleaseInfo, action: Action, stage: &Stage) -> Resul
     } else {
         Err(Refusal::Decision(format!(
             "answered {} with a stage that does not send {scope} ({})",
-            crate::ui::action_name(action),
+            action.as_str(),
             wrong.join("; ")
         )))
     }
@@ -341,7 +341,7 @@ pub fn decide(
                     } else {
                         format!(
                             "the policy answered {} with the stage in force ({}); holding: {}",
-                            crate::ui::action_name(decision.action),
+                            decision.action.as_str(),
                             record.stage.name,
                             decision.reason
                         )

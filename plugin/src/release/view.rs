@@ -131,7 +131,7 @@ pub fn release_view(record: &ReleaseRecord, live: &ObjectSet, pods: &[Value]) ->
         policy: record.policy.short(),
         services,
         last_decision: record.history.last().map(|h| DecisionView {
-            action: crate::ui::action_name(h.action).to_string(),
+            action: h.action.as_str().to_string(),
             at: h.at.clone(),
             reason: h.reason.clone(),
         }),

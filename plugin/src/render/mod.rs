@@ -120,7 +120,7 @@ impl Rendered {
 
     /// The objects as a YAML stream (`---` between documents).
     pub fn to_yaml(&self) -> String {
-        crate::ui::output::to_yaml(&self.objects)
+        crate::manifest::to_yaml_stream(&self.objects)
     }
 }
 

@@ -1,9 +1,12 @@
 //! Validation of a parsed release: every problem is collected, each with its field path.
+//!
+//! These are the spec's own rules (names, versions, gateways, hosts, limits, analysis). The
+//! policy's `config` is not judged here: its shape is the module's, checked by the module's
+//! schema and `canary_validate_config` when the policy is loaded (see `crate::policy`).
 
 use std::collections::BTreeMap;
 
 use policy_sdk::rules::{self, quote, RuleError};
-use serde_json::Value;
 
 use super::error::FieldError;
 use super::model::{AnalysisSpec, PolicySpec, Release, ServiceSpec, API_VERSION, KIND};
@@ -284,7 +287,8 @@ fn policy(p: &mut Problems, policy: &PolicySpec) {
             }
         }
     }
-    config(p, &policy.config);
+    // `policy.config` belongs to the module: its schema and its `canary_validate_config`
+    // judge it when the module is loaded (`crate::policy`), not rules of one built-in here.
 }
 
 fn module(p: &mut Problems, module: &str) {
@@ -313,242 +317,6 @@ fn module(p: &mut Problems, module: &str) {
                 "invalid policy module {}: must be builtin:<name>, a path to a .wasm or .wat \
                  file, an https:// URL or an oci:// reference",
                 quote(module)
-            ),
-        );
-    }
-}
-
-/// The keys of `policy.config` the built-in policy defines.
-fn config(p: &mut Problems, config: &Value) {
-    let at = "spec.policy.config";
-    let object = match config {
-        Value::Null => return,
-        Value::Object(object) => object,
-        other => {
-            p.push(
-                at,
-                other.to_string(),
-                format!("must be a mapping, got {}", json_kind(other)),
-            );
-            return;
-        }
-    };
-    if let Some(testers) = object.get("testers") {
-        testers_config(p, &format!("{at}.testers"), testers);
-    }
-    if let Some(chain) = object.get("chain") {
-        if !chain.is_boolean() {
-            p.push(
-                format!("{at}.chain"),
-                chain.to_string(),
-                format!("must be true or false, got {}", json_kind(chain)),
-            );
-        }
-    }
-    if let Some(steps) = object.get("steps") {
-        steps_config(p, &format!("{at}.steps"), steps);
-    }
-    if let Some(pause) = object.get("pause") {
-        let path = format!("{at}.pause");
-        match pause.as_str() {
-            Some(text) => {
-                if let Err(e) = humantime::parse_duration(text) {
-                    p.push(
-                        path,
-                        text,
-                        format!(
-                            "invalid duration {}: {e} (write e.g. 30s, 5m, 1h30m)",
-                            quote(text)
-                        ),
-                    );
-                }
-            }
-            None => p.push(
-                path,
-                pause.to_string(),
-                format!(
-                    "must be a duration string such as \"5m\", got {}",
-                    json_kind(pause)
-                ),
-            ),
-        }
-    }
-}
-
-fn testers_config(p: &mut Problems, at: &str, testers: &Value) {
-    let Some(object) = testers.as_object() else {
-        p.push(
-            at,
-            testers.to_string(),
-            format!(
-                "must be a mapping with cookie or header, got {}",
-                json_kind(testers)
-            ),
-        );
-        return;
-    };
-    for key in object.keys() {
-        if key != "cookie" && key != "header" {
-            p.push(
-                format!("{at}.{key}"),
-                key,
-                format!("unknown field {}, expected cookie or header", quote(key)),
-            );
-        }
-    }
-    match (object.get("cookie"), object.get("header")) {
-        (Some(_), Some(_)) => p.push(at, "", "set either cookie or header, not both"),
-        (None, None) => p.push(at, "", "set cookie or header"),
-        (Some(cookie), None) => {
-            let path = format!("{at}.cookie");
-            match cookie.as_str() {
-                Some(text) if text.is_empty() => p.push(path, text, "must not be empty"),
-                Some(text)
-                    if !text.contains('=')
-                        || text.contains(|c: char| c == ';' || c.is_whitespace()) =>
-                {
-                    p.push(
-                        path,
-                        text,
-                        format!(
-                            "cookie {} must be name=value, without ';' or spaces (e.g. user=tester)",
-                            quote(text)
-                        ),
-                    )
-                }
-                Some(text) => p.rule(path, rules::check_regex(&cookie_regex(text))),
-                None => p.push(
-                    path,
-                    cookie.to_string(),
-                    format!(
-                        "must be a string such as \"user=tester\", got {}",
-                        json_kind(cookie)
-                    ),
-                ),
-            }
-        }
-        (None, Some(header)) => header_config(p, &format!("{at}.header"), header),
-    }
-}
-
-fn header_config(p: &mut Problems, at: &str, header: &Value) {
-    let Some(object) = header.as_object() else {
-        p.push(
-            at,
-            header.to_string(),
-            format!(
-                "must be a mapping {{name, exact|prefix|regex}}, got {}",
-                json_kind(header)
-            ),
-        );
-        return;
-    };
-    const KEYS: [&str; 4] = ["name", "exact", "prefix", "regex"];
-    for key in object.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            p.push(
-                format!("{at}.{key}"),
-                key,
-                format!(
-                    "unknown field {}, expected name, exact, prefix or regex",
-                    quote(key)
-                ),
-            );
-        }
-    }
-    match object.get("name") {
-        None => p.push(
-            format!("{at}.name"),
-            "",
-            "missing: the header name, e.g. canary",
-        ),
-        Some(Value::String(name)) => p.rule(format!("{at}.name"), rules::check_header_name(name)),
-        Some(other) => p.push(
-            format!("{at}.name"),
-            other.to_string(),
-            format!("must be a string, got {}", json_kind(other)),
-        ),
-    }
-    let matchers: Vec<&str> = ["exact", "prefix", "regex"]
-        .into_iter()
-        .filter(|k| object.contains_key(*k))
-        .collect();
-    if matchers.len() != 1 {
-        p.push(
-            at,
-            matchers.join(","),
-            "set exactly one of exact, prefix or regex",
-        );
-    }
-    for key in matchers {
-        let path = format!("{at}.{key}");
-        match &object[key] {
-            Value::String(text) if key == "regex" => p.rule(path, rules::check_regex(text)),
-            Value::String(text) if text.is_empty() => p.push(path, text, "must not be empty"),
-            Value::String(_) => {}
-            other => p.push(
-                path,
-                other.to_string(),
-                format!("must be a string, got {}", json_kind(other)),
-            ),
-        }
-    }
-}
-
-fn steps_config(p: &mut Problems, at: &str, steps: &Value) {
-    let Some(list) = steps.as_array() else {
-        p.push(
-            at,
-            steps.to_string(),
-            format!(
-                "must be a list of canary weights such as [10, 50, 100], got {}",
-                json_kind(steps)
-            ),
-        );
-        return;
-    };
-    if list.is_empty() {
-        p.push(at, "[]", "list at least one weight, the last one 100");
-        return;
-    }
-    let mut previous: Option<i64> = None;
-    let mut all_valid = true;
-    for (k, step) in list.iter().enumerate() {
-        let path = format!("{at}[{k}]");
-        let Some(weight) = step.as_i64() else {
-            all_valid = false;
-            p.push(
-                path,
-                step.to_string(),
-                format!("must be a whole number 0..=100, got {}", step),
-            );
-            continue;
-        };
-        if let Err(e) = rules::check_weight(weight) {
-            all_valid = false;
-            p.push(path, e.value.clone(), e.to_string());
-            continue;
-        }
-        if let Some(prev) = previous {
-            if weight <= prev {
-                all_valid = false;
-                p.push(
-                    path,
-                    weight.to_string(),
-                    format!("weight {weight} must be greater than the previous step ({prev})"),
-                );
-            }
-        }
-        previous = Some(weight);
-    }
-    if all_valid && previous != Some(100) {
-        let last = list.len() - 1;
-        p.push(
-            format!("{at}[{last}]"),
-            list[last].to_string(),
-            format!(
-                "the last step must be 100 (all traffic on the canary), got {}",
-                list[last]
             ),
         );
     }
@@ -625,16 +393,5 @@ fn analysis_spec(p: &mut Problems, analysis: &AnalysisSpec) {
             ),
             _ => {}
         }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
     }
 }

@@ -25,15 +25,7 @@ fn to_json<T: Serialize>(object: &T) -> Value {
 
 /// The objects as a YAML stream: documents separated by `---`, none for an empty slice.
 pub fn to_yaml<T: Serialize>(objects: &[T]) -> String {
-    let mut out = String::new();
-    for (i, object) in objects.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        // YAML of a JSON value cannot fail.
-        out.push_str(&serde_yaml::to_string(object).unwrap_or_default());
-    }
-    out
+    crate::manifest::to_yaml_stream(objects)
 }
 
 /// The objects as pretty JSON: one object alone, several (or none) as a `v1` `List`.

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use super::text::{safe, Safe};
 use owo_colors::{OwoColorize, Stream::Stdout};
 use policy_sdk::{Match, Role, Rule, StringMatch};
 
@@ -16,7 +17,7 @@ pub fn render(view: &ReleaseView) -> String {
     let stage = view
         .stage
         .as_ref()
-        .map(|(i, name)| format!("stage {i} ({name})"))
+        .map(|(i, name)| format!("stage {i} ({})", Safe(name)))
         .unwrap_or_else(|| "no stage applied".to_string());
     let _ = writeln!(
         out,
@@ -71,12 +72,18 @@ pub fn render(view: &ReleaseView) -> String {
                 } else {
                     "├── "
                 };
-                let _ = writeln!(out, "{indent}    {b}#{k} {}", describe_rule(rule));
+                let _ = writeln!(out, "{indent}    {b}#{k} {}", safe(&describe_rule(rule)));
             }
         }
     }
     if let Some(d) = &view.last_decision {
-        let _ = writeln!(out, "last decision: {} at {}: {}", d.action, d.at, d.reason);
+        let _ = writeln!(
+            out,
+            "last decision: {} at {}: {}",
+            d.action,
+            d.at,
+            Safe(&d.reason)
+        );
     }
     for line in &view.drift {
         let _ = writeln!(

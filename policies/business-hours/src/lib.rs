@@ -9,6 +9,7 @@
 //! "steps": [10, 50, 100], "testers": {...}, "chain": true}`; without `windows`, Monday to
 //! Friday 09:00-17:00 UTC.
 
+use policy_sdk::config::{self, ConfigProblem};
 use policy_sdk::stages::{self, StagePlan, Testers};
 use policy_sdk::time::{hour, weekday};
 use policy_sdk::{Decision, Event, Input, Role, Stage};
@@ -22,11 +23,71 @@ static ALLOCATOR: policy_sdk::alloc::DecisionAllocator =
 
 policy_sdk::export_policy!(
     decide: decide,
+    validate_config: validate_config,
     name: "business-hours",
     version: "0.1.0",
     description: "Weight ramp that advances only inside weekday/hour windows (UTC)",
-    config_schema: r#"{"type":"object","properties":{"windows":{"type":"array","items":{"type":"object","properties":{"days":{"type":"array","items":{"enum":["mon","tue","wed","thu","fri","sat","sun"]}},"from":{"type":"integer","minimum":0,"maximum":23},"to":{"type":"integer","minimum":1,"maximum":24}}}},"steps":{"type":"array","items":{"type":"integer"}},"testers":{"type":"object"},"chain":{"type":"boolean"}}}"#,
+    config_schema: r#"{"type":"object","additionalProperties":false,"properties":{"windows":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"days":{"type":"array","items":{"type":"string","description":"mon, tue, wed, thu, fri, sat or sun"}},"from":{"type":"integer","minimum":0,"maximum":24,"default":9},"to":{"type":"integer","minimum":0,"maximum":24,"default":17}}},"description":"weekday/hour windows (UTC); default mon-fri 9-17"},"steps":{"type":"array","minItems":1,"items":{"type":"integer","minimum":0,"maximum":100},"default":[10,50,100]},"testers":{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","pattern":"^[^;\\s]*=[^;\\s]*$"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[a-z0-9!#$%&'*+.^_`|~-]+$"},"exact":{"type":"string","minLength":1},"prefix":{"type":"string","minLength":1},"regex":{"type":"string","minLength":1,"format":"re2"}},"required":["name"]}}},"chain":{"type":"boolean","default":false}}}"#,
 );
+
+/// Every problem of a config, with paths relative to it: what [`decide`] would refuse (windows)
+/// and the ramp rules it shares with `progressive` (steps that increase to 100, one testers
+/// selector). Exported as `canary_validate_config`.
+pub fn validate_config(config: &Value) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let object = match config {
+        Value::Null => return problems,
+        Value::Object(object) => object,
+        other => {
+            problems.push(ConfigProblem::new(
+                "",
+                format!("must be a mapping, got {}", config::json_kind(other)),
+            ));
+            return problems;
+        }
+    };
+    let field = |key: &str| object.get(key).filter(|v| !v.is_null());
+    if let Some(steps) = field("steps") {
+        config::check_steps("steps", steps, &mut problems);
+    }
+    if let Some(testers) = field("testers") {
+        config::check_testers("testers", testers, &mut problems);
+    }
+    if let Some(chain) = field("chain") {
+        config::check_bool("chain", chain, &mut problems);
+    }
+    if field("windows").is_some() {
+        match windows(field("windows")) {
+            Err(err) => {
+                let (path, message) = err.split_once(": ").unwrap_or(("windows", &err));
+                problems.push(ConfigProblem::new(
+                    path.trim_start_matches("config."),
+                    message,
+                ));
+            }
+            Ok(windows) => {
+                for (i, w) in windows.iter().enumerate() {
+                    if w.from >= w.to {
+                        problems.push(ConfigProblem::new(
+                            format!("windows[{}].to", i),
+                            format!(
+                                "the window ends at {} but starts at {}: it would never open",
+                                w.to, w.from
+                            ),
+                        ));
+                    }
+                    if w.days.is_empty() {
+                        problems.push(ConfigProblem::new(
+                            format!("windows[{}].days", i),
+                            "list at least one day (mon..sun): the window would never open",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -49,8 +110,8 @@ impl Window {
     }
 }
 
-fn windows(input: &Input) -> Result<Vec<Window>, String> {
-    let items = match input.config_field("windows") {
+fn windows(value: Option<&Value>) -> Result<Vec<Window>, String> {
+    let items = match value {
         None => {
             return Ok(vec![Window {
                 days: vec![0, 1, 2, 3, 4],
@@ -108,7 +169,7 @@ fn windows(input: &Input) -> Result<Vec<Window>, String> {
 
 /// The decision for `input`.
 pub fn decide(input: &Input) -> Decision {
-    let windows = match windows(input) {
+    let windows = match windows(input.config_field("windows")) {
         Ok(w) => w,
         Err(err) => return Decision::hold(format!("invalid config: {}", err)),
     };

@@ -65,3 +65,32 @@ fn bad_windows_hold_with_the_field() {
         d.reason
     );
 }
+
+#[test]
+fn validation_names_bad_windows() {
+    let problems = |config: &str| -> Vec<String> {
+        policy_sdk::testing::validate_config(
+            business_hours::validate_config,
+            &serde_json::from_str(config).unwrap(),
+        )
+        .problems
+        .into_iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect()
+    };
+    assert_eq!(
+        problems(r#"{"windows": [{"days": ["mon"], "from": 8, "to": 18}]}"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        problems(r#"{"windows": [{"days": ["mon", "someday"]}]}"#),
+        ["windows[0].days[1]: expected mon..sun, got \"someday\""]
+    );
+    assert_eq!(
+        problems(r#"{"windows": [{"days": ["sat"], "from": 18, "to": 9}], "steps": [10, 50]}"#),
+        [
+            "steps[1]: the last step must be 100 (all traffic on the canary), got 50",
+            "windows[0].to: the window ends at 9 but starts at 18: it would never open",
+        ]
+    );
+}

@@ -10,8 +10,9 @@
 //! The decide function is a plain Rust function: the wasm module exports it through
 //! [`policy_sdk::export_policy!`], and native code (tests, the host's benchmark) calls it directly.
 
+use policy_sdk::config::{self, ConfigProblem};
 use policy_sdk::stages::{self, StagePlan, Testers};
-use policy_sdk::time::parse_duration;
+use policy_sdk::time::duration_seconds;
 use policy_sdk::{log, Decision, Event, Input, Phase, Role, Stage};
 use serde_json::Value;
 
@@ -23,11 +24,66 @@ static ALLOCATOR: policy_sdk::alloc::DecisionAllocator =
 
 policy_sdk::export_policy!(
     decide: decide,
+    validate_config: validate_config,
     name: "progressive",
     version: "0.1.0",
     description: "Weight ramp with optional testers-only stage, source-label chaining, pauses and metric thresholds",
-    config_schema: r#"{"type":"object","properties":{"steps":{"type":"array","items":{"type":"integer","minimum":0,"maximum":100},"default":[10,50,100]},"pause":{"type":"string","description":"minimum time per stage, e.g. 5m"},"testers":{"type":"object","properties":{"cookie":{"type":"string"},"header":{"type":"object","properties":{"name":{"type":"string"},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"}},"required":["name"]}}},"chain":{"type":"boolean","default":false},"analysis":{"type":"array","items":{"type":"object","properties":{"metric":{"type":"string"},"min":{"type":"number"},"max":{"type":"number"}},"required":["metric"]}}}}"#,
+    config_schema: r#"{"type":"object","additionalProperties":false,"properties":{"steps":{"type":"array","minItems":1,"items":{"type":"integer","minimum":0,"maximum":100},"default":[10,50,100],"description":"canary weights, increasing, the last one 100"},"pause":{"type":["string","integer"],"format":"duration","minimum":0,"description":"minimum time per stage, e.g. 5m (s, m, h, d; a bare number is seconds)"},"testers":{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","pattern":"^[^;\\s]*=[^;\\s]*$"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[a-z0-9!#$%&'*+.^_`|~-]+$"},"exact":{"type":"string","minLength":1},"prefix":{"type":"string","minLength":1},"regex":{"type":"string","minLength":1,"format":"re2"}},"required":["name"]}}},"chain":{"type":"boolean","default":false},"analysis":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"metric":{"type":"string","minLength":1},"min":{"type":"number"},"max":{"type":"number"}},"required":["metric"]}}}}"#,
 );
+
+/// Every problem of a config, with paths relative to it (`steps[1]`): the rules the schema
+/// cannot say. The host calls it through `canary_validate_config` once the schema accepts the
+/// config; [`Config::from_input`] refuses the same values when a decision meets them.
+pub fn validate_config(config: &Value) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let object = match config {
+        Value::Null => return problems,
+        Value::Object(object) => object,
+        other => {
+            problems.push(ConfigProblem::new(
+                "",
+                format!("must be a mapping, got {}", config::json_kind(other)),
+            ));
+            return problems;
+        }
+    };
+    let field = |key: &str| object.get(key).filter(|v| !v.is_null());
+    if let Some(steps) = field("steps") {
+        config::check_steps("steps", steps, &mut problems);
+    }
+    if let Some(pause) = field("pause") {
+        config::check_duration("pause", pause, &mut problems);
+    }
+    if let Some(testers) = field("testers") {
+        config::check_testers("testers", testers, &mut problems);
+    }
+    if let Some(chain) = field("chain") {
+        config::check_bool("chain", chain, &mut problems);
+    }
+    if let Some(analysis) = field("analysis") {
+        match analysis.as_array() {
+            None => problems.push(ConfigProblem::new(
+                "analysis",
+                format!("must be a list, got {}", config::json_kind(analysis)),
+            )),
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let min = item.get("min").and_then(Value::as_f64);
+                    let max = item.get("max").and_then(Value::as_f64);
+                    if let (Some(min), Some(max)) = (min, max) {
+                        if min > max {
+                            problems.push(ConfigProblem::new(
+                                format!("analysis[{}].max", i),
+                                format!("max {} is below min {}", max, min),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
 
 /// The policy's configuration (`policy.config` of the spec).
 #[derive(Debug, Clone, PartialEq)]
@@ -84,14 +140,9 @@ impl Config {
         };
         let pause_seconds = match input.config_field("pause") {
             None => 0,
-            Some(Value::String(text)) => match parse_duration(text) {
-                Some(seconds) => seconds,
-                None => {
-                    return Err(format!(
-                        "config.pause: expected a duration like 5m, got {:?}",
-                        text
-                    ))
-                }
+            Some(Value::String(text)) => match duration_seconds(text) {
+                Ok(seconds) => seconds,
+                Err(err) => return Err(format!("config.pause: {}", err)),
             },
             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or(0),
             Some(other) => {
