@@ -34,6 +34,10 @@ pub const NETWORKING_GROUP: &str = "networking.istio.io";
 /// API group of PeerAuthentication.
 pub const SECURITY_GROUP: &str = "security.istio.io";
 
+/// The gateway name of sidecar (in-mesh) traffic: a VirtualService's `gateways` list names it
+/// to apply to sidecars as well as to ingress gateways.
+pub const MESH_GATEWAY: &str = "mesh";
+
 /// The cluster domain assumed when short host names are expanded.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
