@@ -75,6 +75,17 @@ pub(super) fn virtual_service(spec: &Obj, namespace: &str, a: &mut Admission) {
         }
     } else {
         let mut all_valid = true;
+        // A VirtualService with TLS SNI matches may name Istio's SNI clusters
+        // (`outbound_.<port>_._.<host>`), as `ValidateWildcardDomainForVirtualServiceBoundToGateway`.
+        let sni = list(spec, "tls").iter().any(|t| {
+            list(t.as_object().unwrap_or(&Obj::new()), "match")
+                .iter()
+                .any(|m| {
+                    m.get("sniHosts")
+                        .and_then(Value::as_array)
+                        .is_some_and(|h| !h.is_empty())
+                })
+        });
         for (i, host) in hosts.iter().enumerate() {
             let at = format!("spec.hosts[{i}]");
             if host == "*" && applies_to_mesh {
@@ -88,7 +99,7 @@ pub(super) fn virtual_service(spec: &Obj, namespace: &str, a: &mut Admission) {
                     &at,
                     format!("using an IP address ({host}) as a host is discouraged"),
                 );
-            } else if let Err(e) = rules::wildcard_domain(host) {
+            } else if let Err(e) = rules::vs_host(sni, host) {
                 a.error(&at, e);
                 all_valid = false;
             }
@@ -170,7 +181,7 @@ pub(super) fn virtual_service(spec: &Obj, namespace: &str, a: &mut Admission) {
                         format!("using an IP address ({host}) as an SNI host is discouraged"),
                     );
                 } else {
-                    a.check(at, rules::wildcard_domain(host));
+                    a.check(at, rules::vs_host(true, host));
                 }
             }
             l4_match(m, &mat, a);

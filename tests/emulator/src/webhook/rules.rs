@@ -23,6 +23,23 @@ pub fn wildcard_domain(domain: &str) -> Result<(), String> {
     }
 }
 
+/// `ValidateWildcardDomainForVirtualServiceBoundToGateway`: with `sni`, Istio's SNI cluster
+/// names (`outbound_.<port>_._.<host>`) are allowed; otherwise as [`wildcard_domain`].
+pub fn vs_host(sni: bool, domain: &str) -> Result<(), String> {
+    if sni {
+        let parts: Vec<&str> = domain.splitn(4, '.').collect();
+        if let ["outbound_", port, "_", host] = parts.as_slice() {
+            if port
+                .strip_suffix('_')
+                .is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+            {
+                return wildcard_domain(host);
+            }
+        }
+    }
+    wildcard_domain(domain)
+}
+
 /// `ValidateFQDN`: at most 255 characters and DNS-1123 labels (no wildcard).
 pub fn fqdn(domain: &str) -> Result<(), String> {
     dns1123_preconditions(domain)?;
@@ -300,6 +317,9 @@ mod tests {
             )
         );
         assert!(wildcard_domain("foo*.bar.com").is_err());
+        let sni_cluster = "outbound_.15010_._.istiod.istio-system.svc.cluster.local";
+        assert_eq!(vs_host(true, sni_cluster), Ok(()));
+        assert!(vs_host(false, sni_cluster).is_err());
         assert!(wildcard_domain("default/baz").is_err());
         assert_eq!(
             wildcard_domain(""),
