@@ -15,14 +15,28 @@ pub const CONFLICT: u8 = 3;
 ///
 /// Wrap an error in this at the point where its meaning is known; `cli::main` prints the chain
 /// as `error: ...` and exits with [`CodedError::code`]. Errors without it exit [`FAILURE`].
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
+///
+/// It is transparent: it reads as `source` and its causes are those of `source`, so
+/// `error: {:#}` prints the cause once (a `#[source]` here printed it twice:
+/// "…: 404 (no route): …: 404 (no route)").
+#[derive(Debug)]
 pub struct CodedError {
     /// The exit code.
     pub code: u8,
     /// What went wrong.
-    #[source]
     pub source: anyhow::Error,
+}
+
+impl std::fmt::Display for CodedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for CodedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
+    }
 }
 
 impl CodedError {

@@ -12,6 +12,7 @@
 //! intent into Istio objects, [`sim`] reproduces Istio's route selection, [`ui`] prints, and
 //! [`cli`] wires commands to them.
 
+pub mod bounds;
 pub mod cli;
 pub mod cluster;
 pub mod demo;

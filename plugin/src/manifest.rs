@@ -2,7 +2,6 @@
 //! separated) or JSON, `kind: List` unpacked, directories read file by file (`.yaml`, `.yml`,
 //! `.json`, sorted), `-` for stdin.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,6 +19,9 @@ pub enum ManifestError {
         #[source]
         source: std::io::Error,
     },
+    /// Refused before parsing: over the manifest size limit or nested too deeply.
+    #[error(transparent)]
+    Bounds(crate::bounds::InputError),
     /// A document is not valid YAML/JSON.
     #[error("{path}: document {index}: {message}")]
     Parse {
@@ -54,13 +56,7 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<Sourced>, ManifestError> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|source| ManifestError::Io {
-                    path: "-".into(),
-                    source,
-                })?;
+            let text = read_bounded(path, "-")?;
             out.extend(parse_stream(&text, "-")?);
         } else if path.is_dir() {
             for file in dir_files(path)? {
@@ -96,11 +92,21 @@ pub fn dir_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
 }
 
 fn read_file(path: &Path) -> Result<Vec<Sourced>, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse_stream(&text, &path.display().to_string())
+    let origin = path.display().to_string();
+    let text = read_bounded(path, &origin)?;
+    parse_stream(&text, &origin)
+}
+
+/// Read one file (or `-`) of objects, refused before parsing when it is over
+/// [`crate::bounds::MANIFEST`] or nested deeper than [`crate::bounds::MAX_NESTING`].
+pub fn read_bounded(path: &Path, origin: &str) -> Result<String, ManifestError> {
+    crate::bounds::read(path, origin, crate::bounds::MANIFEST).map_err(|e| match e {
+        crate::bounds::InputError::Io { path, source } => ManifestError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        other => ManifestError::Bounds(other),
+    })
 }
 
 /// Parse a YAML or JSON stream into objects (`List`s unpacked, empty documents skipped).

@@ -2,6 +2,7 @@
 
 pub mod color;
 pub mod output;
+pub mod progress;
 pub mod table;
 pub mod tree;
 

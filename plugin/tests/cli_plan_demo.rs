@@ -1,24 +1,16 @@
 //! `plan` and `demo` through the real binary.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
+use support::TestCommand;
 
+/// `kubectl-canary <args>` in the repository root: (exit code, stdout, stderr).
 fn canary(args: &[&str]) -> (Option<i32>, String, String) {
-    let cache = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-canary"))
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .env("KUBECTL_CANARY_CACHE", cache.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = TestCommand::new(args).in_repo().run();
+    (run.code, run.stdout, run.stderr)
 }
 
 #[test]

@@ -1,58 +1,10 @@
 //! `kubectl canary render` and `explain` through the real binary.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-/// Runs the built `kubectl-canary` binary, ripgrep-style: build the command, run it, look at
-/// status, stdout and stderr.
-struct TestCommand {
-    cmd: Command,
-}
-
-impl TestCommand {
-    fn new(args: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-canary"));
-        cmd.args(args).env("NO_COLOR", "1").env_remove("KUBECONFIG");
-        TestCommand { cmd }
-    }
-
-    fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
-        self.cmd.arg(arg);
-        self
-    }
-
-    fn args_str(mut self, args: &[&str]) -> Self {
-        self.cmd.args(args);
-        self
-    }
-
-    fn run(mut self) -> Run {
-        Run(self.cmd.output().expect("run kubectl-canary"))
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().expect("exit code")
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8(self.0.stdout.clone()).unwrap()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8(self.0.stderr.clone()).unwrap()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout()))
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
-}
+use support::{example, TestCommand};
 
 /// The weather release (seed 003) rendered at a tester stage with a 90/10 default.
 fn weather_objects(dir: &Path) -> PathBuf {
@@ -70,14 +22,14 @@ fn weather_objects(dir: &Path) -> PathBuf {
                 {"to": [{"subset": "stable"}]}]}}}"#,
     )
     .unwrap();
-    let run = TestCommand::new(&["render", "-f"])
+    let run = TestCommand::new(["render", "-f"])
         .arg(example("weather-testers.yaml"))
         .arg("--stage")
         .arg(&stage)
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
     let objects = dir.join("objects.yaml");
-    std::fs::write(&objects, run.stdout()).unwrap();
+    std::fs::write(&objects, run.stdout.as_str()).unwrap();
     objects
 }
 
@@ -85,9 +37,9 @@ fn weather_objects(dir: &Path) -> PathBuf {
 fn explain_prints_the_decisive_rule_and_the_split() {
     let dir = tempfile::tempdir().unwrap();
     let objects = weather_objects(dir.path());
-    let run = TestCommand::new(&["explain", "-f"])
+    let run = TestCommand::new(["explain", "-f"])
         .arg(&objects)
-        .args_str(&[
+        .args([
             "--host",
             "weather.example.com",
             "--gateway",
@@ -96,9 +48,9 @@ fn explain_prints_the_decisive_rule_and_the_split() {
             "user=tester",
         ])
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
     assert_eq!(
-        run.stdout(),
+        run.stdout.as_str(),
         "request: GET weather.example.com/ via istio-system/weather-gateway\n\
          \x20 VirtualService weather/frontend-gateway (host \"*\")\n\
          \x20 rule #0 (tester-cookie) matched: header cookie ~ ^(.*?;)?(user=tester)(;.*)?$\n\
@@ -113,10 +65,10 @@ fn explain_prints_the_decisive_rule_and_the_split() {
 fn explain_json_has_outcome_rule_and_destinations() {
     let dir = tempfile::tempdir().unwrap();
     let objects = weather_objects(dir.path());
-    let run = TestCommand::new(&["explain", "-o", "json", "--host", "frontend", "-f"])
+    let run = TestCommand::new(["explain", "-o", "json", "--host", "frontend", "-f"])
         .arg(&objects)
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
     let json = run.json();
     assert_eq!(json["outcome"], "route");
     assert_eq!(json["rule"], 1);
@@ -128,8 +80,8 @@ fn explain_json_has_outcome_rule_and_destinations() {
         ])
     );
     // Chaining: a v2 caller of forecast reaches forecast v2.
-    let run = TestCommand::new(&["explain", "-o", "json", "--host", "forecast"])
-        .args_str(&["--source-labels", "app=frontend,version=v2", "-f"])
+    let run = TestCommand::new(["explain", "-o", "json", "--host", "forecast"])
+        .args(["--source-labels", "app=frontend,version=v2", "-f"])
         .arg(&objects)
         .run();
     assert_eq!(run.json()["destinations"][0]["subset"], "v2");
@@ -139,17 +91,16 @@ fn explain_json_has_outcome_rule_and_destinations() {
 fn explain_exits_1_for_404_and_503() {
     let dir = tempfile::tempdir().unwrap();
     let objects = weather_objects(dir.path());
-    let run = TestCommand::new(&["explain", "-o", "json", "--host", "ratings", "-f"])
+    let run = TestCommand::new(["explain", "-o", "json", "--host", "ratings", "-f"])
         .arg(&objects)
         .run();
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.exit_code(), 1);
     assert_eq!(run.json()["outcome"], "404");
     assert_eq!(run.json()["rule"], serde_json::Value::Null);
-    assert!(
-        run.stderr()
-            .starts_with("error: request to ratings is not routed: 404 (no route)"),
-        "{}",
-        run.stderr()
+    // One line, the cause once (it used to be doubled around ": ").
+    assert_eq!(
+        run.stderr,
+        "error: request to ratings is not routed: 404 (no route)\n"
     );
 
     let broken = dir.path().join("broken.yaml");
@@ -161,17 +112,18 @@ fn explain_exits_1_for_404_and_503() {
          spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews, subset: v3}}]}]}\n",
     )
     .unwrap();
-    let run = TestCommand::new(&["explain", "--host", "reviews", "-f"])
+    let run = TestCommand::new(["explain", "--host", "reviews", "-f"])
         .arg(&broken)
         .run();
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.exit_code(), 1);
     assert!(
-        run.stdout()
+        run.stdout
+            .as_str()
             .contains("result: 503 (no subset v3 in DestinationRule reviews)\n"),
         "{}",
-        run.stdout()
+        run.stdout.as_str()
     );
-    let run = TestCommand::new(&["explain", "-o", "json", "--host", "reviews", "-f"])
+    let run = TestCommand::new(["explain", "-o", "json", "--host", "reviews", "-f"])
         .arg(&broken)
         .run();
     assert_eq!(run.json()["outcome"], "503");
@@ -180,37 +132,39 @@ fn explain_exits_1_for_404_and_503() {
 
 #[test]
 fn explain_help_documents_the_exit_codes() {
-    let run = TestCommand::new(&["explain", "--help"]).run();
-    assert_eq!(run.code(), 0);
+    let run = TestCommand::new(["explain", "--help"]).run();
+    assert_eq!(run.exit_code(), 0);
     assert!(
-        run.stdout()
+        run.stdout
+            .as_str()
             .contains("Exit status: 0 when the request is routed"),
         "{}",
-        run.stdout()
+        run.stdout.as_str()
     );
 }
 
 #[test]
 fn explain_refuses_bad_input_with_usage_or_failure_codes() {
-    let run = TestCommand::new(&["explain", "--host", "x", "-f", "/nonexistent.yaml"]).run();
-    assert_eq!(run.code(), 1);
+    let run = TestCommand::new(["explain", "--host", "x", "-f", "/nonexistent.yaml"]).run();
+    assert_eq!(run.exit_code(), 1);
     assert!(
-        run.stderr()
+        run.stderr
+            .as_str()
             .starts_with("error: cannot read /nonexistent.yaml"),
         "{}",
-        run.stderr()
+        run.stderr.as_str()
     );
-    let run = TestCommand::new(&["explain", "--host", "x", "-f", "y", "--header", "novalue"]).run();
-    assert_eq!(run.code(), 2);
+    let run = TestCommand::new(["explain", "--host", "x", "-f", "y", "--header", "novalue"]).run();
+    assert_eq!(run.exit_code(), 2);
 }
 
 #[test]
 fn render_prints_the_baseline_by_default_and_json_as_a_list() {
-    let run = TestCommand::new(&["render", "-f"])
+    let run = TestCommand::new(["render", "-f"])
         .arg(example("bookinfo-reviews.yaml"))
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    let out = run.stdout();
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
+    let out = run.stdout.as_str();
     assert!(
         out.starts_with("apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"),
         "{out}"
@@ -218,10 +172,10 @@ fn render_prints_the_baseline_by_default_and_json_as_a_list() {
     assert_eq!(out.matches("\n---\n").count(), 1);
     assert!(out.contains("  http:\n  - name: all-stable\n    route:\n    - destination:\n        host: reviews\n        subset: v1\n"), "{out}");
 
-    let run = TestCommand::new(&["render", "-o", "json", "-f"])
+    let run = TestCommand::new(["render", "-o", "json", "-f"])
         .arg(example("voting-app.yaml"))
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
     let list = run.json();
     assert_eq!(list["kind"], "List");
     let kinds: Vec<&str> = list["items"]
@@ -250,49 +204,50 @@ fn render_refuses_a_stage_that_would_503() {
         "index: 3\nname: done\nroutes:\n  reviews:\n  - to: [{subset: stable}]\n",
     )
     .unwrap();
-    let run = TestCommand::new(&["render", "--subsets", "canary", "--stage"])
+    let run = TestCommand::new(["render", "--subsets", "canary", "--stage"])
         .arg(&stage)
         .arg("-f")
         .arg(example("bookinfo-reviews.yaml"))
         .run();
-    assert_eq!(run.code(), 1);
-    assert!(run.stderr().starts_with("error: cannot render stage 3 (\"done\") of release reviews-v3: routes.reviews[0].to[0].subset:"), "{}", run.stderr());
+    assert_eq!(run.exit_code(), 1);
+    assert!(run.stderr.as_str().starts_with("error: cannot render stage 3 (\"done\") of release reviews-v3: routes.reviews[0].to[0].subset:"), "{}", run.stderr.as_str());
     std::fs::write(
         &stage,
         "index: 3\nname: done\nroutes:\n  reviews:\n  - to: [{subset: primary}]\n",
     )
     .unwrap();
-    let run = TestCommand::new(&["render", "--stage"])
+    let run = TestCommand::new(["render", "--stage"])
         .arg(&stage)
         .arg("-f")
         .arg(example("bookinfo-reviews.yaml"))
         .run();
-    assert_eq!(run.code(), 1);
+    assert_eq!(run.exit_code(), 1);
     assert!(
-        run.stderr()
+        run.stderr
+            .as_str()
             .contains("stage.yaml: routes.reviews[0].to[0].subset: unknown variant `primary`"),
         "{}",
-        run.stderr()
+        run.stderr.as_str()
     );
 }
 
 #[test]
 fn render_json_list_feeds_explain_with_host_and_port() {
     let dir = tempfile::tempdir().unwrap();
-    let run = TestCommand::new(&["render", "-o", "json", "--final", "-f"])
+    let run = TestCommand::new(["render", "-o", "json", "--final", "-f"])
         .arg(example("frontend-backend.yaml"))
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
     let objects = dir.path().join("objects.json");
-    std::fs::write(&objects, run.stdout()).unwrap();
-    let run = TestCommand::new(&["explain", "-n", "default", "--host", "backend:8080", "-f"])
+    std::fs::write(&objects, run.stdout.as_str()).unwrap();
+    let run = TestCommand::new(["explain", "-n", "default", "--host", "backend:8080", "-f"])
         .arg(&objects)
         .run();
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    assert!(run.stdout().starts_with("request: GET backend:8080/ via mesh\n  VirtualService default/backend (host \"backend\")\n"), "{}", run.stdout());
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
+    assert!(run.stdout.as_str().starts_with("request: GET backend:8080/ via mesh\n  VirtualService default/backend (host \"backend\")\n"), "{}", run.stdout.as_str());
     assert!(
-        run.stdout().ends_with("backend   v2       100%\n"),
+        run.stdout.as_str().ends_with("backend   v2       100%\n"),
         "{}",
-        run.stdout()
+        run.stdout.as_str()
     );
 }

@@ -1,23 +1,25 @@
 //! `kubectl canary policy ...` through the real binary.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn canary(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-canary"))
-        .args(args)
+use support::TestCommand;
+
+/// `kubectl-canary <args>` with its policy cache in `cache`.
+fn canary(args: &[&str], cache: &Path) -> support::Run {
+    TestCommand::new(args)
         .env("KUBECTL_CANARY_CACHE", cache)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the binary runs")
+        .run()
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn stdout(run: &support::Run) -> String {
+    run.stdout.clone()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn stderr(run: &support::Run) -> String {
+    run.stderr.clone()
 }
 
 fn repo(path: &str) -> PathBuf {
@@ -30,7 +32,7 @@ fn repo(path: &str) -> PathBuf {
 fn list_shows_the_builtins() {
     let cache = tempfile::tempdir().unwrap();
     let out = canary(&["policy", "list"], cache.path());
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.code == Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     for name in [
         "builtin:progressive",
@@ -49,8 +51,8 @@ fn inspect_json_has_the_contract() {
         &["policy", "inspect", "builtin:progressive", "-o", "json"],
         cache.path(),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.code == Some(0), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(info["name"], "progressive");
     assert_eq!(info["abi"], 1);
     assert_eq!(info["sha256"].as_str().unwrap().len(), 64);
@@ -73,7 +75,7 @@ fn inspect_of_a_wasi_module_names_the_import() {
         &["policy", "inspect", module.to_str().unwrap()],
         cache.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, Some(1));
     let err = stderr(&out);
     assert!(
         err.starts_with("error: policy wasi-import@sha256:"),
@@ -96,7 +98,7 @@ fn test_passes_on_the_progressive_fixtures() {
         ],
         cache.path(),
     );
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.code == Some(0), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
         stdout(&out).contains("5 passed, 0 failed"),
         "{}",
@@ -128,7 +130,7 @@ fn test_prints_a_diff_and_exits_1_on_mismatch() {
         ],
         cache.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, Some(1));
     let text = stdout(&out);
     assert!(text.contains("ok    01-start-testers"), "{text}");
     assert!(text.contains("FAIL  04-abort"), "{text}");
@@ -159,7 +161,7 @@ fn new_scaffolds_a_policy_crate() {
         ],
         cache.path(),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.code == Some(0), "{}", stderr(&out));
     let manifest = std::fs::read_to_string(target.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("policy-sdk = { path = "), "{manifest}");
     let lib = std::fs::read_to_string(target.join("src/lib.rs")).unwrap();
@@ -175,9 +177,9 @@ fn new_scaffolds_a_policy_crate() {
         ],
         cache.path(),
     );
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.code, Some(1));
     let bad = canary(&["policy", "new", "My_Policy"], cache.path());
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.code, Some(1));
     assert!(stderr(&bad).contains("DNS-1123"), "{}", stderr(&bad));
 }
 
@@ -202,7 +204,7 @@ fn new_scaffold_builds_and_its_tests_pass() {
         ],
         cache.path(),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.code == Some(0), "{}", stderr(&out));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let test = Command::new(cargo)
         .args(["test", "--offline", "--quiet"])
@@ -213,7 +215,7 @@ fn new_scaffold_builds_and_its_tests_pass() {
     assert!(
         test.status.success(),
         "{}\n{}",
-        stdout(&test),
-        stderr(&test)
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
     );
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::flags::CacheArgs;
 use super::GlobalArgs;
 use crate::demo::run::{self, DemoOptions};
 
@@ -26,9 +27,14 @@ pub struct DemoArgs {
     /// Simulated requests per stage.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub requests: u64,
-    /// Where compiled policy modules are cached.
-    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// Policy cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// How long the emulated istiod takes to push each change to the (4 simulated) proxies;
+    /// every step waits for it. 0s turns Istio's status off (the demo then says it cannot
+    /// confirm propagation).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub propagation_delay: std::time::Duration,
 }
 
 /// Run the demo.
@@ -36,11 +42,14 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     let emulator = kube_emulator::Emulator::start(kube_emulator::Options {
         kubeconfig: args.write_kubeconfig.clone(),
         record_states: false,
+        propagation: (!args.propagation_delay.is_zero())
+            .then(|| kube_emulator::Propagation::after(args.propagation_delay)),
         ..kube_emulator::Options::default()
     })
     .await?;
     let spec = run::demo_spec()?;
-    let decider = super::policy_decider::for_spec(&spec.spec.policy, args.cache_dir.as_deref())?;
+    let decider =
+        super::policy_decider::for_spec(&spec.spec.policy, args.cache.cache_dir.as_deref())?;
     let mut stdout = std::io::stdout();
     let mut io_error = None;
     let mut print = |text: &str| {

@@ -8,8 +8,9 @@ use clap::Args;
 use super::{GlobalArgs, OutputFormat};
 use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{self, resources, Cluster};
+use crate::release::engine::live_objects;
 use crate::release::record::ReleaseRecord;
-use crate::release::view::release_view;
+use crate::release::view;
 use crate::release::EngineError;
 use crate::ui::table::Table;
 use crate::ui::tree;
@@ -31,6 +32,10 @@ pub struct GetArgs {
     /// Print the release record as JSON or YAML instead of the tree.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
+    /// Exit 1 when the live VirtualServices, DestinationRules or Deployments differ from the
+    /// release record (for CI gates); with --watch, judged on the last view.
+    #[arg(long)]
+    pub fail_on_drift: bool,
 }
 
 /// Arguments of `list`.
@@ -65,50 +70,72 @@ pub(crate) async fn load_release(
     })?)
 }
 
-async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<(String, bool)> {
+/// One look at a release: the text to print, whether it reached a final phase, and its drift.
+struct Look {
+    text: String,
+    done: bool,
+    drift: Vec<String>,
+}
+
+async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<Look> {
     let release = load_release(cluster, &args.release).await?;
+    let live = live_objects(cluster, &release.record).await?;
+    let drift = view::drift(&release.record, &live);
+    let done = release.record.is_terminal();
     if let Some(format) = args.output {
         let mut buf = Vec::new();
         super::write_value(&mut buf, &serde_json::to_value(&release.record)?, format)?;
-        return Ok((String::from_utf8(buf)?, release.record.is_terminal()));
+        return Ok(Look {
+            text: String::from_utf8(buf)?,
+            done,
+            drift,
+        });
     }
     let pods = cluster::inventory::list(cluster, resources::POD, Some(&cluster.namespace)).await?;
-    let text = tree::render(&release_view(&release.record, &pods));
-    Ok((text, release.record.is_terminal()))
+    let mut text = tree::render(&view::release_view(&release.record, &live, &pods));
+    text.push_str(&super::propagation::status_block(&live));
+    Ok(Look { text, done, drift })
 }
 
 /// Print the tree (or record), once or on every change.
 pub async fn get(args: GetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let cluster = Cluster::connect(&global.connect_options()).await?;
-    let (mut text, mut done) = render_once(&cluster, &args).await?;
+    let mut look = render_once(&cluster, &args).await?;
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout();
     write!(
         out,
-        "{}{text}",
+        "{}{}",
         if args.watch && tty {
             "\x1b[2J\x1b[H"
         } else {
             ""
-        }
+        },
+        look.text
     )?;
     out.flush()?;
-    while args.watch && !done {
+    while args.watch && !look.done {
         tokio::select! {
             _ = tokio::time::sleep(args.interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => break,
         }
-        let (next, finished) = render_once(&cluster, &args).await?;
-        done = finished;
-        if next != text {
-            text = next;
+        let next = render_once(&cluster, &args).await?;
+        if next.text != look.text {
             if tty {
-                write!(out, "\x1b[2J\x1b[H{text}")?;
+                write!(out, "\x1b[2J\x1b[H{}", next.text)?;
             } else {
-                write!(out, "\n{text}")?;
+                write!(out, "\n{}", next.text)?;
             }
             out.flush()?;
         }
+        look = next;
+    }
+    if args.fail_on_drift && !look.drift.is_empty() {
+        anyhow::bail!(
+            "release {} drifts from its record: {}",
+            args.release,
+            look.drift.join("; ")
+        );
     }
     Ok(())
 }
@@ -135,16 +162,22 @@ pub async fn list(args: ListArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         "stage",
         "services",
         "policy",
+        "live",
         "last decision",
     ]);
     for (name, v) in &releases {
         let r = &v.record;
+        let drift = view::drift(r, &live_objects(&cluster, r).await?);
         table.row(vec![
             name.clone(),
             format!("{:?}", r.phase),
             format!("{} ({})", r.stage.index, r.stage.name),
             r.spec.spec.services.len().to_string(),
             r.policy.short(),
+            match drift.len() {
+                0 => "in sync".to_string(),
+                n => format!("DRIFT ({n}): `kubectl canary get {name}`"),
+            },
             r.history.last().map(|h| h.at.clone()).unwrap_or_default(),
         ]);
     }

@@ -1,9 +1,8 @@
 //! `kubectl canary lint`: pre-flight checks on the live cluster, on files, or both.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use owo_colors::{OwoColorize, Stream::Stdout};
 use serde::Deserialize;
@@ -30,15 +29,12 @@ pub struct LintArgs {
     /// versions must exist; its namespace becomes the default namespace.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
-    /// Check only the files; do not contact the cluster.
-    #[arg(long, requires = "files")]
-    pub local: bool,
+    /// Files only or cluster too; Istio's root namespace.
+    #[command(flatten)]
+    pub source: super::flags::ObjectSourceArgs,
     /// Lowest severity that makes the command exit 1.
     #[arg(long, value_enum, default_value_t = FailOn::Error, value_name = "SEVERITY")]
     pub fail_on: FailOn,
-    /// Istio's root namespace (where a selector-less PeerAuthentication sets the mesh default).
-    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
-    pub istio_namespace: String,
     /// Print findings as JSON or YAML.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
@@ -55,8 +51,13 @@ pub enum FailOn {
 
 /// Gather the inventory (cluster and/or files), run the checks, print, and fail per --fail-on.
 pub async fn run(args: LintArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let (inventory, ctx, scope) =
-        gather(&args.files, args.local, &args.istio_namespace, global).await?;
+    let (inventory, ctx, scope) = gather(
+        &args.files,
+        args.source.local,
+        &args.source.istio_namespace,
+        global,
+    )
+    .await?;
     let findings = lint::run(&inventory, &ctx);
     let mut out = std::io::stdout().lock();
     match args.output {
@@ -140,7 +141,8 @@ pub(crate) async fn gather(
         options.namespace = namespace.clone();
         let cluster = Cluster::connect(&options).await?;
         // The error names the request and the namespace already.
-        inventory = cluster::inventory::read(&cluster, istio_namespace).await?;
+        inventory =
+            Inventory::from_objects(cluster::inventory::read(&cluster, istio_namespace).await?);
         ctx.pods_known = true;
         ctx.gateways_known = true;
         scope.push(format!("namespace {}", cluster.namespace));
@@ -183,10 +185,7 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
     let mut inputs = Inputs::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input")?;
+            let text = manifest::read_bounded(path, "-")?;
             inputs.add_text(&text, "-")?;
         } else if path.is_dir() {
             for file in manifest::dir_files(path)? {
@@ -201,9 +200,9 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Inputs> {
 
 impl Inputs {
     fn add_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        self.add_text(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        let text = manifest::read_bounded(path, &origin)?;
+        self.add_text(&text, &origin)
     }
 
     fn add_text(&mut self, text: &str, origin: &str) -> anyhow::Result<()> {
@@ -281,7 +280,7 @@ fn print_human(out: &mut impl Write, findings: &[Finding], scope: &str) -> std::
             "✔".if_supports_color(Stdout, |t| t.green())
         );
     }
-    for f in findings {
+    for f in findings.iter().take(crate::bounds::MAX_LISTED) {
         let severity = match f.severity {
             Severity::Error => "Error".if_supports_color(Stdout, |t| t.red()).to_string(),
             Severity::Warning => "Warning"
@@ -297,6 +296,13 @@ fn print_human(out: &mut impl Write, findings: &[Finding], scope: &str) -> std::
         if !f.fix.is_empty() {
             writeln!(out, "    fix: {}", f.fix)?;
         }
+    }
+    if findings.len() > crate::bounds::MAX_LISTED {
+        writeln!(
+            out,
+            "{} (-o json lists every finding)",
+            crate::bounds::more_line(findings.len() - crate::bounds::MAX_LISTED)
+        )?;
     }
     let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
     writeln!(

@@ -15,6 +15,7 @@ use crate::ui::color::ColorChoice;
 mod completion;
 mod demo;
 mod explain;
+pub mod flags;
 mod get;
 mod init;
 mod lint;
@@ -22,6 +23,7 @@ mod mtls;
 mod plan;
 mod policy;
 mod policy_decider;
+mod propagation;
 mod release;
 mod render;
 mod version;
@@ -106,8 +108,8 @@ pub struct MutationArgs {
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
     /// Field manager for server-side apply.
-    #[arg(long, default_value = "kubectl-canary", value_name = "NAME")]
-    pub field_manager: String,
+    #[command(flatten)]
+    pub manager: flags::FieldManagerArgs,
 }
 
 /// The subcommands.
@@ -177,6 +179,13 @@ pub fn main() -> ExitCode {
         }
     };
     crate::ui::color::install(cli.global.color);
+    // A bad flag value is a usage error (exit 2) before anything runs, whichever command it is.
+    if let Err(err) =
+        crate::cluster::connect::parse_request_timeout(Some(cli.global.request_timeout.as_str()))
+    {
+        eprintln!("error: {err}");
+        return ExitCode::from(exit::USAGE);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::{DryRun, GlobalArgs, MutationArgs, OutputFormat};
 use crate::cluster::apply::{Applier, ApplyOptions};
-use crate::cluster::state::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::cluster::{self, resources, Cluster};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::lint::mtls::{self, Verdict};
 use crate::ui::table::Table;
 
@@ -55,12 +55,9 @@ pub struct StatusArgs {
     /// Objects to add to (or, with --local, use instead of) the cluster's.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
-    /// Use only the files; do not contact the cluster.
-    #[arg(long, requires = "files")]
-    pub local: bool,
-    /// Istio's root namespace.
-    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
-    pub istio_namespace: String,
+    /// Files only or cluster too; Istio's root namespace.
+    #[command(flatten)]
+    pub source: super::flags::ObjectSourceArgs,
     /// Print as JSON or YAML.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
@@ -75,9 +72,14 @@ pub async fn run(args: MtlsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 async fn status(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let (inventory, _, scope) =
-        super::lint::gather(&args.files, args.local, &args.istio_namespace, global).await?;
-    let rows = mtls::status(&inventory, &args.istio_namespace);
+    let (inventory, _, scope) = super::lint::gather(
+        &args.files,
+        args.source.local,
+        &args.source.istio_namespace,
+        global,
+    )
+    .await?;
+    let rows = mtls::status(&inventory, &args.source.istio_namespace);
     let mut out = std::io::stdout().lock();
     if let Some(format) = args.output {
         super::write_value(&mut out, &serde_json::to_value(&rows)?, format)?;
@@ -160,7 +162,7 @@ async fn enable(args: EnableArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dr_applier = Applier::new(
         cluster.clone(),
         ApplyOptions {
-            field_manager: format!("{}-mtls", mutation.field_manager),
+            field_manager: format!("{}-mtls", mutation.manager.field_manager),
             server_dry_run,
             force: false,
         },
@@ -168,7 +170,7 @@ async fn enable(args: EnableArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let pa_applier = Applier::new(
         cluster,
         ApplyOptions {
-            field_manager: mutation.field_manager.clone(),
+            field_manager: mutation.manager.field_manager.clone(),
             server_dry_run,
             force: false,
         },

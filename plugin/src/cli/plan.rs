@@ -13,8 +13,10 @@ use policy_sdk::{
 };
 use serde_json::{json, Value};
 
+use super::flags::{CacheArgs, SpecFileArgs};
 use super::{GlobalArgs, OutputFormat};
 use crate::release::desired::render_options;
+use crate::release::machine;
 use crate::release::view::share;
 use crate::render;
 use crate::spec::{self, Release};
@@ -28,8 +30,8 @@ use crate::ui::tree::{describe_match_text, describe_rule};
 and -o yaml the Istio objects of every stage, each stage's documents after a comment naming it.")]
 pub struct PlanArgs {
     /// The release spec.
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub spec: SpecFileArgs,
     /// Metric samples handed to the policy at every decision, as JSON
     /// (`{"success-rate": {"stable": 99.9, "canary": 97.0}}`); default: healthy values.
     #[arg(long, value_name = "FILE")]
@@ -37,9 +39,9 @@ pub struct PlanArgs {
     /// Stop after this many decisions (a policy that never completes).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub max_decisions: u32,
-    /// Where compiled policy modules are cached.
-    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// Policy cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print JSON (the stages) or YAML (the objects of every stage).
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
@@ -55,12 +57,13 @@ struct Planned {
 
 /// Run the plan and print it.
 pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    let release = spec::load_file(&args.file)?;
-    let decider = super::policy_decider::for_spec(&release.spec.policy, args.cache_dir.as_deref())?;
+    let release = spec::load_file(&args.spec.file)?;
+    let decider =
+        super::policy_decider::for_spec(&release.spec.policy, args.cache.cache_dir.as_deref())?;
     let metrics = match &args.metrics {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text =
+                crate::bounds::read(path, &path.display().to_string(), crate::bounds::METRICS)?;
             serde_json::from_str(&text).with_context(|| {
                 format!(
                     "{}: expected {{\"<metric>\": {{\"stable\": n, \"canary\": n}}}}",
@@ -70,7 +73,7 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         }
         None => healthy_metrics(&release),
     };
-    let stages = plan(&release, decider.as_ref(), &metrics, args.max_decisions)?;
+    let (stages, finished) = plan(&release, decider.as_ref(), &metrics, args.max_decisions)?;
     let mut out = std::io::stdout().lock();
     match args.output {
         Some(OutputFormat::Json) => {
@@ -132,15 +135,31 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
                 writeln!(out)?;
             }
             let last = stages.last().map(|p| p.phase);
-            writeln!(
-                out,
-                "{} decisions; the release ends {:?}.",
-                stages.len(),
-                last.unwrap_or(Phase::Progressing)
-            )?;
+            if finished {
+                writeln!(
+                    out,
+                    "{} decisions; the release ends {:?}.",
+                    stages.len(),
+                    last.unwrap_or(Phase::Progressing)
+                )?;
+            }
         }
     }
-    Ok(out.flush()?)
+    out.flush()?;
+    if !finished {
+        // The stages planned so far are printed above; the error says where the plan stopped.
+        let at = match stages.last() {
+            Some(p) => format!("stage {} ({})", p.stage.index, p.stage.name),
+            None => "the start".to_string(),
+        };
+        anyhow::bail!(
+            "the policy did not finish within {} decision{} (--max-decisions): the plan stops \
+             at {at}, still Progressing",
+            args.max_decisions,
+            if args.max_decisions == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
 /// Healthy samples for every metric the spec or the policy config names: comfortably inside
@@ -188,7 +207,7 @@ fn plan(
     decider: &dyn crate::release::Decider,
     metrics: &BTreeMap<String, MetricSample>,
     max_decisions: u32,
-) -> anyhow::Result<Vec<Planned>> {
+) -> anyhow::Result<(Vec<Planned>, bool)> {
     let info = release.release_info();
     let mut now = jiff::Timestamp::now();
     let mut state = State {
@@ -224,7 +243,12 @@ fn plan(
             .unwrap_or(now);
         let was_start = event == Event::Start;
         event = Event::Step;
-        if decision.action == Action::Hold {
+        // The live engine's transition (release::machine): same checks, same phases.
+        let current = stages.last().map(|p| &p.stage);
+        let outcome = machine::policy_outcome(&info, state.phase, current, &decision)
+            .map_err(|refusal| anyhow::anyhow!("the policy {refusal}"))
+            .with_context(|| format!("decision {} ({event:?})", stages.len() + holds))?;
+        let Some((_, stage, phase)) = outcome else {
             if was_start {
                 anyhow::bail!("the policy held at start: {}", decision.reason);
             }
@@ -233,16 +257,6 @@ fn plan(
                 anyhow::bail!("the policy keeps holding: {}", decision.reason);
             }
             continue;
-        }
-        let stage = match (decision.action, decision.stage.clone()) {
-            (_, Some(stage)) => stage,
-            (Action::Rollback, None) => render::baseline_stage(&info),
-            (action, None) => anyhow::bail!("the policy answered {action:?} without a stage"),
-        };
-        let phase = match decision.action {
-            Action::Complete => Phase::Promoted,
-            Action::Rollback => Phase::RolledBack,
-            _ => Phase::Progressing,
         };
         state.stage = stage.index;
         state.phase = phase;
@@ -260,10 +274,10 @@ fn plan(
             phase,
         });
         if phase != Phase::Progressing {
-            return Ok(stages);
+            return Ok((stages, true));
         }
     }
-    anyhow::bail!("the policy did not finish within {max_decisions} decisions (--max-decisions)")
+    Ok((stages, false))
 }
 
 use crate::ui::action_name;

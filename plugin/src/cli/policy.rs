@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::flags::CacheArgs;
 use super::OutputFormat;
 use crate::policy::{default_cache_dir, Limits, LoadedPolicy, ModuleRef, PolicyHost, BUILTINS};
 use crate::ui::table::Table;
@@ -15,10 +16,9 @@ use crate::ui::table::Table;
 /// Arguments of `policy`.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Where compiled modules are cached (default: $KUBECTL_CANARY_CACHE, else
-    /// $XDG_CACHE_HOME/kubectl-canary).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    /// Policy cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// The policy subcommand.
     #[command(subcommand)]
     pub command: PolicyCommand,
@@ -93,7 +93,7 @@ pub struct NewArgs {
 
 /// Run a `policy` subcommand.
 pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
-    let cache_dir = args.cache_dir.or_else(default_cache_dir);
+    let cache_dir = args.cache.cache_dir.or_else(default_cache_dir);
     match args.command {
         PolicyCommand::List(list) => run_list(list, cache_dir),
         PolicyCommand::Inspect(inspect) => run_inspect(inspect, cache_dir),

@@ -3,7 +3,6 @@
 //! state, then applies in make-before-break order (see `release::engine`).
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,8 @@ use clap::Args;
 use policy_sdk::{Action, Event, WeightOverride};
 use serde_json::Value;
 
+use super::flags::{CacheArgs, FieldManagerArgs, SpecFileArgs};
+use super::propagation::PropagationArgs;
 use super::{DryRun, GlobalArgs, MutationArgs};
 use crate::cluster::apply::ApplyOptions;
 use crate::cluster::order::Op;
@@ -28,9 +29,9 @@ kubectl canary start -f release.yaml --dry-run=client -o yaml   # the objects, f
 Rerunning start with the same spec finishes an interrupted start; it never starts twice."
 )]
 pub struct StartArgs {
-    /// The release spec (YAML; - for stdin).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    /// The release spec.
+    #[command(flatten)]
+    pub spec: SpecFileArgs,
     /// Take over VirtualServices/DestinationRules of the same names that another manager owns.
     #[arg(long)]
     pub adopt: bool,
@@ -39,16 +40,10 @@ pub struct StartArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
-}
-
-/// Flags about running the policy.
-#[derive(Debug, Clone, Args)]
-pub struct PolicyArgs {
-    /// Where compiled policy modules are cached (default: $KUBECTL_CANARY_CACHE, else the user
-    /// cache directory).
-    #[arg(long, env = "KUBECTL_CANARY_CACHE", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of the commands that act on one release by name.
@@ -61,7 +56,10 @@ pub struct ReleaseArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `set-weight`.
@@ -85,7 +83,10 @@ pub struct SetWeightArgs {
     pub mutation: MutationArgs,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `finalize`.
@@ -104,6 +105,9 @@ pub struct FinalizeArgs {
     /// Dry run, output format, field manager.
     #[command(flatten)]
     pub mutation: MutationArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `run`.
@@ -126,12 +130,24 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Field manager for server-side apply.
-    #[arg(long, default_value = "kubectl-canary", value_name = "NAME")]
-    pub field_manager: String,
+    #[command(flatten)]
+    pub manager: FieldManagerArgs,
+    /// Stop with an error after this many consecutive decisions that change nothing (holds,
+    /// or the stage in force answered again); 0 for no limit (policies that wait for hours).
+    #[arg(long, default_value_t = DEFAULT_MAX_UNCHANGED, value_name = "N")]
+    pub max_unchanged: u32,
     /// Policy cache and limits.
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub policy: CacheArgs,
+    /// Confirming changes at the data plane.
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
+
+/// `run --max-unchanged`'s default: with `--no-wait` a policy that keeps answering the same
+/// stage is stopped after this many decisions instead of spinning; a pause or a metric gate
+/// that resolves itself takes far fewer.
+pub const DEFAULT_MAX_UNCHANGED: u32 = 100;
 
 fn mode(dry_run: DryRun) -> Mode {
     match dry_run {
@@ -141,32 +157,37 @@ fn mode(dry_run: DryRun) -> Mode {
     }
 }
 
-async fn engine(global: &GlobalArgs, mutation: &MutationArgs) -> anyhow::Result<Engine> {
+async fn engine(
+    global: &GlobalArgs,
+    mutation: &MutationArgs,
+    propagation: &PropagationArgs,
+) -> anyhow::Result<Engine> {
     let cluster = Cluster::connect(&global.connect_options()).await?;
+    let propagation = propagation.propagation(&cluster, mutation.dry_run != DryRun::None);
     Ok(Engine::new(
         cluster,
         mode(mutation.dry_run),
         ApplyOptions {
-            field_manager: mutation.field_manager.clone(),
+            field_manager: mutation.manager.field_manager.clone(),
             server_dry_run: false,
             force: false,
         },
-    ))
+    )
+    .with_propagation(propagation))
 }
 
 /// Map engine errors to exit codes: a lost race exits 3.
 fn coded(err: EngineError) -> anyhow::Error {
-    match err {
-        EngineError::Cluster(crate::cluster::ClusterError::ReleaseChanged { .. }) => {
-            CodedError::new(CONFLICT, err).into()
-        }
-        other => other.into(),
+    if err.is_conflict() {
+        CodedError::new(CONFLICT, err).into()
+    } else {
+        err.into()
     }
 }
 
 /// `start -f spec.yaml`.
 pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let release = spec::load_file(&args.file)?;
+    let release = spec::load_file(&args.spec.file)?;
     let mut global = global.clone();
     match &global.namespace {
         Some(ns) if ns != release.namespace() => anyhow::bail!(
@@ -177,7 +198,7 @@ pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let decider =
         super::policy_decider::for_spec(&release.spec.policy, args.policy.cache_dir.as_deref())?;
-    let mut engine = engine(&global, &args.mutation).await?;
+    let mut engine = engine(&global, &args.mutation, &args.propagation).await?;
     if args.mutation.dry_run == DryRun::Client {
         // Preview: nothing is written, so keep the ordinary clock.
         engine = engine.with_clock(jiff::Timestamp::now);
@@ -196,12 +217,13 @@ pub async fn start(args: StartArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 async fn load_and_decide(
     args_release: &str,
     mutation: &MutationArgs,
-    policy: &PolicyArgs,
+    policy: &CacheArgs,
     global: &GlobalArgs,
     event: Event,
     weight: Option<WeightOverride>,
+    propagation: &PropagationArgs,
 ) -> anyhow::Result<()> {
-    let engine = engine(global, mutation).await?;
+    let engine = engine(global, mutation, propagation).await?;
     let current = engine.load(args_release).await.map_err(coded)?;
     let decider = super::policy_decider::for_record(&current.record, policy.cache_dir.as_deref());
     let decider = match (event, decider) {
@@ -226,6 +248,7 @@ pub async fn step(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         global,
         Event::Step,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -239,6 +262,7 @@ pub async fn promote(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<(
         global,
         Event::Promote,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -252,6 +276,7 @@ pub async fn abort(args: ReleaseArgs, global: &GlobalArgs) -> anyhow::Result<()>
         global,
         Event::Abort,
         None,
+        &args.propagation,
     )
     .await
 }
@@ -269,13 +294,14 @@ pub async fn set_weight(args: SetWeightArgs, global: &GlobalArgs) -> anyhow::Res
         global,
         Event::SetWeight,
         Some(weight),
+        &args.propagation,
     )
     .await
 }
 
 /// `finalize <release> [--keep-old]`.
 pub async fn finalize(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let engine = engine(global, &args.mutation).await?;
+    let engine = engine(global, &args.mutation, &args.propagation).await?;
     let current = engine.load(&args.release).await.map_err(coded)?;
     let outcome = engine
         .finalize(current, args.keep_old)
@@ -286,7 +312,7 @@ pub async fn finalize(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result
 
 /// `undo <release>`: revert a finalize.
 pub async fn undo(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let engine = engine(global, &args.mutation).await?;
+    let engine = engine(global, &args.mutation, &args.propagation).await?;
     let current = engine.load(&args.release).await.map_err(coded)?;
     let outcome = engine.undo(current).await.map_err(coded)?;
     report(&outcome, &args.mutation)
@@ -297,21 +323,24 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mutation = MutationArgs {
         dry_run: DryRun::None,
         output: None,
-        field_manager: args.field_manager.clone(),
+        manager: args.manager.clone(),
     };
     // With --no-wait the policy's clock runs ahead by the waits it asked for.
     let skew = Arc::new(Mutex::new(jiff::SignedDuration::ZERO));
     let clock_skew = Arc::clone(&skew);
-    let engine = engine(global, &mutation).await?.with_clock(move || {
-        let skew = *clock_skew.lock().unwrap_or_else(|e| e.into_inner());
-        jiff::Timestamp::now()
-            .checked_add(skew)
-            .unwrap_or_else(|_| jiff::Timestamp::now())
-    });
+    let engine = engine(global, &mutation, &args.propagation)
+        .await?
+        .with_clock(move || {
+            let skew = *clock_skew.lock().unwrap_or_else(|e| e.into_inner());
+            jiff::Timestamp::now()
+                .checked_add(skew)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+        });
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let mut progress = Progress::new(tty);
     let mut event = Event::Step;
+    let mut unchanged = 0u32;
     loop {
         let current = engine.load(&args.release).await.map_err(coded)?;
         if current.record.is_terminal() || current.record.phase == policy_sdk::Phase::Promoted {
@@ -337,6 +366,21 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         if outcome.converged {
             continue;
+        }
+        if outcome.ops.is_empty() && matches!(outcome.action, None | Some(Action::Hold)) {
+            unchanged += 1;
+            if args.max_unchanged > 0 && unchanged >= args.max_unchanged {
+                anyhow::bail!(
+                    "release {} made no progress in {unchanged} consecutive decisions (the last: {}); stopping at stage {} ({}) — `kubectl canary history {}` shows the answers; raise --max-unchanged if the policy is waiting on purpose",
+                    args.release,
+                    outcome.reason,
+                    outcome.record.stage.index,
+                    outcome.record.stage.name,
+                    args.release
+                );
+            }
+        } else {
+            unchanged = 0;
         }
         let wait = outcome
             .requeue_after_seconds

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use policy_sdk::{Role, Stage};
 
+use super::flags::SpecFileArgs;
 use super::{GlobalArgs, OutputFormat};
 use crate::istio::{MtlsMode as PeerMode, TlsMode};
 use crate::render::{self, RenderOptions};
@@ -26,8 +27,8 @@ kubectl canary render -f release.yaml --final --subsets canary  # after finalize
 )]
 pub struct RenderArgs {
     /// The release spec.
-    #[arg(short = 'f', long = "filename", value_name = "PATH")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub spec: SpecFileArgs,
     /// A stage to render (a policy decision or its `stage`), JSON or YAML. Default: the
     /// baseline stage (every service 100% stable).
     #[arg(long, value_name = "PATH", conflicts_with = "final_stage")]
@@ -62,7 +63,7 @@ pub enum Subsets {
 
 /// Load the spec (and stage), render, print.
 pub fn run(args: RenderArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    let release = spec::load_file(&args.file)?;
+    let release = spec::load_file(&args.spec.file)?;
     let info = release.release_info();
     let stage = match &args.stage {
         Some(path) => load_stage(path)?,
@@ -117,8 +118,7 @@ pub fn options(release: &Release, subsets: Subsets) -> RenderOptions {
 
 /// A stage from a file: a policy decision (its `stage` member) or a bare stage, JSON or YAML.
 pub fn load_stage(path: &Path) -> anyhow::Result<Stage> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read stage file {}", path.display()))?;
+    let text = crate::bounds::read(path, &path.display().to_string(), crate::bounds::STAGE)?;
     let value: serde_json::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("stage file {}: not JSON or YAML", path.display()))?;
     let (value, prefix) = match value.get("stage") {

@@ -3,12 +3,25 @@
 //! Ordering (make-before-break) is the caller's job: this module only applies, deletes and reads
 //! back, with the field manager, dry-run and conflict handling the operator asked for.
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use serde_json::Value;
 
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
+use super::order::{ObjectSet, Op};
+use super::propagation::Gate;
 use super::resources::Kind;
+
+/// A batched apply that stopped: the writes that went through before it, and why it stopped.
+#[derive(Debug)]
+pub struct BatchError {
+    /// Writes accepted before the failure, in order.
+    pub applied: Vec<Op>,
+    /// The failure ([`ClusterError::is_stale_write`] when an object changed since `live`).
+    pub error: ClusterError,
+}
 
 /// How changes are sent.
 #[derive(Debug, Clone)]
@@ -49,6 +62,86 @@ impl Applier {
         &self.options
     }
 
+    /// Apply `batches` (from [`super::order::plan_batches`]) in order, every write fenced:
+    /// conditional on the resourceVersion (and, for deletes, the uid) the object had in `live`,
+    /// so a write never lands on an object someone changed since it was read — that write fails
+    /// with a stale-write conflict instead, and nothing after it is sent.
+    ///
+    /// This is the one batch loop of the plugin: between two batches (the next depends on the
+    /// previous having taken effect) and after the last one, `gate` confirms at the data plane
+    /// what the batch changed ([`super::propagation`]); a gate that cannot confirm stops the
+    /// loop there, before anything that depends on the unconfirmed change.
+    pub async fn apply_batches(
+        &self,
+        batches: &[Vec<Op>],
+        live: &ObjectSet,
+        gate: &mut Gate<'_>,
+    ) -> Result<Vec<Op>, BatchError> {
+        let mut applied = Vec::new();
+        // Our own writes move an object's resourceVersion: a later batch writing the same
+        // object (a DestinationRule's bridge, then its final subsets) is conditional on that.
+        let mut written: std::collections::BTreeMap<(String, String), String> =
+            std::collections::BTreeMap::new();
+        for (i, batch) in batches.iter().enumerate() {
+            if i > 0 {
+                // Between batches: every write before this point was accepted by the API
+                // server, and the writes after it rely on them reaching the proxies.
+                if let Err(error) = gate.end_batch().await {
+                    return Err(BatchError { applied, error });
+                }
+            }
+            for op in batch {
+                if let Err(error) = gate.before(op).await {
+                    return Err(BatchError { applied, error });
+                }
+                let result = match op {
+                    Op::Apply(object) => {
+                        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+                        let name = object
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let key = (kind.to_string(), name.to_string());
+                        let mut fenced = object.clone();
+                        let rv = written.get(&key).map(String::as_str).or_else(|| {
+                            live.get(kind, name)
+                                .and_then(|o| meta_str(o, "resourceVersion"))
+                        });
+                        if let (Some(rv), Some(meta)) = (
+                            rv,
+                            fenced.get_mut("metadata").and_then(Value::as_object_mut),
+                        ) {
+                            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+                        }
+                        self.apply(&fenced).await.map(|stored| {
+                            if let Some(rv) = meta_str(&stored, "resourceVersion") {
+                                written.insert(key, rv.to_string());
+                            }
+                            gate.applied(stored);
+                        })
+                    }
+                    Op::Delete { kind, name } => {
+                        let seen = live.get(kind.kind, name);
+                        let preconditions = seen.map(|o| Preconditions {
+                            resource_version: meta_str(o, "resourceVersion").map(str::to_string),
+                            uid: meta_str(o, "uid").map(str::to_string),
+                        });
+                        self.delete_if(*kind, name, preconditions).await
+                    }
+                };
+                match result {
+                    Ok(()) => applied.push(op.clone()),
+                    Err(error) => return Err(BatchError { applied, error }),
+                }
+            }
+        }
+        // A stage counts as applied once its last batch reached the proxies.
+        if let Err(error) = gate.end_batch().await {
+            return Err(BatchError { applied, error });
+        }
+        Ok(applied)
+    }
+
     /// Server-side apply `object` (a complete manifest with apiVersion, kind, metadata.name and,
     /// for namespaced kinds, metadata.namespace — the cluster's namespace when absent).
     /// Returns the object as the server stored it.
@@ -84,6 +177,17 @@ impl Applier {
     /// Delete `kind` `name` in the cluster's namespace, cascading to dependents in the
     /// background as kubectl does. Deleting something already gone is success (idempotence).
     pub async fn delete(&self, kind: Kind, name: &str) -> Result<(), ClusterError> {
+        self.delete_if(kind, name, None).await
+    }
+
+    /// [`Applier::delete`], conditional on `preconditions` (the uid and resourceVersion the
+    /// object was seen with).
+    pub async fn delete_if(
+        &self,
+        kind: Kind,
+        name: &str,
+        preconditions: Option<Preconditions>,
+    ) -> Result<(), ClusterError> {
         let namespace = self.cluster.namespace.clone();
         let target = Target::new(kind.kind, &namespace, name);
         let api: Api<DynamicObject> = Api::namespaced_with(
@@ -94,6 +198,7 @@ impl Applier {
         let params = DeleteParams {
             dry_run: self.options.server_dry_run,
             propagation_policy: Some(PropagationPolicy::Background),
+            preconditions,
             ..DeleteParams::default()
         };
         match api.delete(name, &params).await {
@@ -156,4 +261,12 @@ pub async fn get(cluster: &Cluster, kind: Kind, name: &str) -> Result<Option<Val
             target,
             message: e.to_string(),
         })
+}
+
+fn meta_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object
+        .get("metadata")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }

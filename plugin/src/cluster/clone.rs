@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::state::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Annotation naming the Deployment a canary was cloned from.
 pub const CLONED_FROM_ANNOTATION: &str = "canary.kubectl.dev/cloned-from";

@@ -61,6 +61,14 @@ impl Cluster {
                     .await
                     .map_err(|e| config_err(e.to_string()))?
             }
+            // kubectl skips the files of $KUBECONFIG that do not exist and merges the rest
+            // (the first to set a value wins); kube-rs refuses the whole list for one missing file.
+            None if kubeconfig_env_has_several_or_missing() => {
+                let kubeconfig = read_env_kubeconfigs().map_err(config_err)?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube_opts)
+                    .await
+                    .map_err(|e| config_err(e.to_string()))?
+            }
             None => kube::Config::from_kubeconfig(&kube_opts)
                 .await
                 .map_err(|e| match std::env::var_os("KUBECONFIG") {
@@ -84,9 +92,54 @@ impl Cluster {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client = kube::Client::try_from(config).map_err(|e| config_err(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| {
+            config_err(match super::error::credential_failure(&e) {
+                Some(failure) => {
+                    format!("{failure} (check users[].user.exec of your kubeconfig context)")
+                }
+                None => e.to_string(),
+            })
+        })?;
         Ok(Cluster { client, namespace })
     }
+}
+
+/// The entries of `$KUBECONFIG` (empty ones dropped), when it is set.
+fn kubeconfig_env_paths() -> Option<Vec<PathBuf>> {
+    let value = std::env::var_os("KUBECONFIG")?;
+    let paths: Vec<PathBuf> = std::env::split_paths(&value)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    (!paths.is_empty()).then_some(paths)
+}
+
+/// True when `$KUBECONFIG` lists several files or a file that does not exist: the cases where
+/// kubectl's rule (skip the missing, merge the rest) differs from kube-rs's.
+fn kubeconfig_env_has_several_or_missing() -> bool {
+    kubeconfig_env_paths().is_some_and(|paths| paths.len() > 1 || !paths[0].exists())
+}
+
+/// Read and merge the files of `$KUBECONFIG` that exist, as kubectl does.
+fn read_env_kubeconfigs() -> Result<Kubeconfig, String> {
+    let paths = kubeconfig_env_paths().unwrap_or_default();
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths.iter().filter(|p| p.exists()) {
+        let next = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        merged = Some(match merged {
+            None => next,
+            Some(config) => config.merge(next).map_err(|e| e.to_string())?,
+        });
+    }
+    merged.ok_or_else(|| {
+        format!(
+            "no kubeconfig found: none of the files of $KUBECONFIG exists ({}); pass --kubeconfig FILE",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 /// Parse `--request-timeout` as kubectl does: `0` (or empty) means no timeout, otherwise a

@@ -47,6 +47,27 @@ pub enum ClusterError {
         /// The transport error.
         message: String,
     },
+    /// Something answered at the server address, but not as a Kubernetes API server does (an
+    /// HTML page from a proxy or web server, plain text).
+    #[error("{op} {target}: the server answered {answer}, not a Kubernetes API response (check the server address of your kubeconfig context with `kubectl config view --minify`: it may point at a proxy or a web page)")]
+    NotKubernetes {
+        /// What we tried.
+        op: &'static str,
+        /// The object.
+        target: Target,
+        /// What came back, in a few words (`HTTP 502 with an HTML page`).
+        answer: String,
+    },
+    /// The kubeconfig's credential plugin (`users[].user.exec`) failed.
+    #[error("{op} {target}: cannot get credentials: {message} (check users[].user.exec of your kubeconfig context)")]
+    Credentials {
+        /// What we tried.
+        op: &'static str,
+        /// The object.
+        target: Target,
+        /// The plugin, how it ended, and the first line it wrote to stderr.
+        message: String,
+    },
     /// Another writer changed the release state between our read and our write.
     #[error("release {release} changed under you (resourceVersion {expected} is stale); nothing of this command was applied — rerun it to act on the current state")]
     ReleaseChanged {
@@ -54,6 +75,19 @@ pub enum ClusterError {
         release: String,
         /// The resourceVersion our write was conditional on.
         expected: String,
+    },
+    /// An object did not reach every proxy within `--propagation-timeout`; nothing that
+    /// depends on it was applied.
+    #[error("{target} (generation {generation}) did not reach every proxy within {}: {}; nothing that depends on it was applied — rerun the command to resume waiting, or raise --propagation-timeout", humantime::format_duration(*waited), propagation_text(last))]
+    NotPropagated {
+        /// The object.
+        target: Target,
+        /// The generation written.
+        generation: i64,
+        /// istiod's last report.
+        last: super::propagation::Reconciliation,
+        /// How long we waited.
+        waited: std::time::Duration,
     },
     /// Data in the cluster is not what the plugin wrote.
     #[error("{target}: {message}")]
@@ -65,6 +99,22 @@ pub enum ClusterError {
     },
 }
 
+fn propagation_text(last: &super::propagation::Reconciliation) -> String {
+    use super::propagation::Reconciliation as R;
+    match last {
+        R::Propagating {
+            acked: Some(k),
+            total: Some(n),
+        } => format!("last reported {k}/{n} complete"),
+        R::Propagating { .. } => "istiod still reports it propagating".to_string(),
+        R::Behind { observed, .. } => {
+            format!("istiod last reported on generation {observed}")
+        }
+        R::NoStatus => "istiod reported no status (is Istio's config status enabled? PILOT_ENABLE_STATUS=true and PILOT_ENABLE_CONFIG_DISTRIBUTION_TRACKING=true)".to_string(),
+        R::Propagated { .. } => "propagated".to_string(),
+    }
+}
+
 impl ClusterError {
     /// The HTTP status code, for API errors.
     pub fn status_code(&self) -> Option<u16> {
@@ -74,9 +124,41 @@ impl ClusterError {
         }
     }
 
+    /// True for the API server's optimistic-concurrency refusal ("Operation cannot be
+    /// fulfilled …": a write conditional on a resourceVersion or uid that is no longer the
+    /// object's). Server-side apply's field-manager conflicts are 409 too, but not this.
+    pub fn is_stale_write(&self) -> bool {
+        matches!(self, ClusterError::Api { code: 409, message, .. }
+            if message.starts_with("Operation cannot be fulfilled"))
+    }
+
     /// Wrap a kube-rs error for operation `op` on `target`.
     pub fn from_kube(op: &'static str, target: Target, err: kube::Error) -> Self {
+        if let Some(message) = credential_failure(&err) {
+            return ClusterError::Credentials {
+                op,
+                target,
+                message,
+            };
+        }
         match err {
+            // kube-rs wraps a body that is no `Status` as the message, under this reason.
+            kube::Error::Api(status) if status.reason == "Failed to parse error data" => {
+                ClusterError::NotKubernetes {
+                    op,
+                    target,
+                    answer: format!(
+                        "HTTP {} with {}",
+                        status.code,
+                        describe_body(&status.message)
+                    ),
+                }
+            }
+            kube::Error::SerdeError(e) => ClusterError::NotKubernetes {
+                op,
+                target,
+                answer: format!("with a body that is not Kubernetes JSON ({e})"),
+            },
             kube::Error::Api(status) => ClusterError::Api {
                 op,
                 target,
@@ -90,6 +172,107 @@ impl ClusterError {
                 message: error_chain(&other),
             },
         }
+    }
+}
+
+/// The failed credential plugin in `err`'s causes, in one line: kube-rs's own text for it is a
+/// debug dump of the process output (`Output { status: ExitStatus(..), stdout: [..] }`).
+pub(crate) fn credential_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        match e.downcast_ref::<kube::client::AuthError>() {
+            Some(kube::client::AuthError::AuthExecRun { cmd, out }) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let said = stderr
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(|l| format!(": {}", one_line(l, 200)))
+                    .unwrap_or_default();
+                let ended = match out.status.code() {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "was killed by a signal".to_string(),
+                };
+                let program = program_of(cmd);
+                return Some(format!(
+                    "the credential plugin {} {ended}{said}",
+                    one_line(&program, 200)
+                ));
+            }
+            Some(kube::client::AuthError::AuthExecStart(io)) => {
+                return Some(format!("the credential plugin cannot be started: {io}"));
+            }
+            Some(other) => return Some(one_line(&other.to_string(), 300)),
+            None => cause = e.source(),
+        }
+    }
+    None
+}
+
+/// The program of a command as kube-rs reports it: `Command`'s debug text, environment first
+/// (`KUBERNETES_EXEC_INFO="{\"apiVersion\"…}" "/bin/cred" "arg"`).
+fn program_of(debug: &str) -> String {
+    let mut rest = debug.trim_start();
+    loop {
+        // `NAME="value"`: an environment variable of the command, not the program.
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let assignment = name_len > 0 && rest[name_len..].starts_with("=\"");
+        let quoted = if assignment {
+            &rest[name_len + 1..]
+        } else {
+            rest
+        };
+        let Some(body) = quoted.strip_prefix('"') else {
+            return debug.to_string();
+        };
+        let mut token = String::new();
+        let mut chars = body.char_indices();
+        let mut end = body.len();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        token.push(escaped);
+                    }
+                }
+                '"' => {
+                    end = at + 1;
+                    break;
+                }
+                other => token.push(other),
+            }
+        }
+        if !assignment {
+            return token;
+        }
+        rest = body[end..].trim_start();
+    }
+}
+
+/// What a body that is no Kubernetes `Status` looks like, in a few words.
+fn describe_body(body: &str) -> String {
+    let trimmed = body.trim_start();
+    let lower = trimmed.get(..15).unwrap_or(trimmed).to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+        "an HTML page".to_string()
+    } else if trimmed.is_empty() {
+        "an empty body".to_string()
+    } else {
+        format!("the text {:?}", one_line(trimmed, 80))
+    }
+}
+
+/// `text` on one line (whitespace runs, newlines included, become one space), cut at `max`
+/// characters with `…`.
+fn one_line(text: &str, max: usize) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() > max {
+        let cut: String = joined.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        joined
     }
 }
 

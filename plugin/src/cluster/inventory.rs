@@ -1,4 +1,7 @@
 //! Reading what lint and `mtls status` look at from a live cluster.
+//!
+//! This module hands back plain Kubernetes objects (`serde_json::Value`); `lint` sorts them into
+//! its own inventory. Neither module imports the other: the objects are the shared vocabulary.
 
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
@@ -6,22 +9,21 @@ use serde_json::Value;
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
 use super::resources::{self, Kind};
-use crate::lint::Inventory;
 
-/// Read the namespace, its Services, Pods, DestinationRules, VirtualServices and
+/// Read the namespace (when the Namespace may be read), its Services, Pods, DestinationRules, VirtualServices and
 /// PeerAuthentications, the PeerAuthentications of Istio's root namespace, and Gateways in every
 /// namespace (or only this one when listing cluster-wide is forbidden).
 ///
 /// A namespace that does not exist is an error (when the Namespace may be read at all: with
 /// namespace-scoped rights it may not, and the injection check is skipped); Istio kinds that are not served mean Istio is
 /// not installed, which is an error too, worded as such.
-pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, ClusterError> {
+pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Vec<Value>, ClusterError> {
     let ns = cluster.namespace.clone();
-    let mut inv = Inventory::default();
+    let mut inv = Vec::new();
     match get_namespace(cluster, &ns).await {
-        Ok(namespace) => inv.add(namespace),
-        // Namespace-scoped rights cannot read the Namespace object itself: the injection check
-        // is skipped (`namespaces_known` stays false) rather than the whole lint refused.
+        Ok(namespace) => inv.push(namespace),
+        // Namespace-scoped rights cannot read the Namespace object itself: no Namespace comes
+        // back, so the injection check is skipped rather than the whole lint refused.
         Err(e) if e.status_code() == Some(403) => {}
         Err(e) => return Err(e),
     }
@@ -33,7 +35,7 @@ pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, 
         resources::PEER_AUTHENTICATION,
     ] {
         for obj in list(cluster, kind, Some(&ns)).await? {
-            inv.add(obj);
+            inv.push(obj);
         }
     }
     if root_namespace != ns {
@@ -44,16 +46,16 @@ pub async fn read(cluster: &Cluster, root_namespace: &str) -> Result<Inventory, 
         )
         .await
         {
-            Ok(items) => items.into_iter().for_each(|o| inv.add(o)),
+            Ok(items) => items.into_iter().for_each(|o| inv.push(o)),
             Err(e) if e.status_code() == Some(403) => {}
             Err(e) => return Err(e),
         }
     }
     match list(cluster, resources::GATEWAY, None).await {
-        Ok(items) => items.into_iter().for_each(|o| inv.add(o)),
+        Ok(items) => items.into_iter().for_each(|o| inv.push(o)),
         Err(e) if e.status_code() == Some(403) => {
             for obj in list(cluster, resources::GATEWAY, Some(&ns)).await? {
-                inv.add(obj);
+                inv.push(obj);
             }
         }
         Err(e) => return Err(e),

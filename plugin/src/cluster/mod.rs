@@ -10,6 +10,7 @@ pub mod connect;
 mod error;
 pub mod inventory;
 pub mod order;
+pub mod propagation;
 pub mod resources;
 pub mod state;
 

@@ -20,6 +20,20 @@ use serde_json::Value;
 
 use super::resources::{self, Kind};
 
+/// The annotation stamping every object the plugin writes with the generation of the release
+/// record it was written for. Not compared by [`differs`]: a stamp alone never costs a write.
+pub const GENERATION_ANNOTATION: &str = "canary.kubectl.dev/generation";
+
+/// The generation an object was written for (0 when unstamped).
+pub fn stamp_of(object: &Value) -> u64 {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A set of objects of the kinds a release touches, by kind then name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectSet {
@@ -58,6 +72,25 @@ impl ObjectSet {
         }
         (set, other)
     }
+
+    /// The object of `kind` named `name`, if the set has it.
+    pub fn get(&self, kind: &str, name: &str) -> Option<&Value> {
+        match kind {
+            "Deployment" => self.deployments.get(name),
+            "DestinationRule" => self.destination_rules.get(name),
+            "VirtualService" => self.virtual_services.get(name),
+            "PeerAuthentication" => self.peer_authentications.get(name),
+            _ => None,
+        }
+    }
+
+    /// The routing objects (DestinationRules, VirtualServices, PeerAuthentications).
+    pub fn routing(&self) -> impl Iterator<Item = &Value> {
+        self.destination_rules
+            .values()
+            .chain(self.virtual_services.values())
+            .chain(self.peer_authentications.values())
+    }
 }
 
 /// One write.
@@ -95,45 +128,66 @@ impl Op {
 /// Deployments absent from `desired` but present in `live` are deleted only if
 /// `delete_deployments` lists them: the plugin never deletes what it was not asked to.
 pub fn plan(live: &ObjectSet, desired: &ObjectSet, delete_deployments: &[String]) -> Vec<Op> {
-    let mut ops = Vec::new();
+    plan_batches(live, desired, delete_deployments)
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// [`plan`]'s writes in batches: the writes of one batch do not depend on each other; each
+/// batch depends on the previous ones having taken effect (subsets before the routes that use
+/// them, routes away before subsets go). Empty batches are left out.
+pub fn plan_batches(
+    live: &ObjectSet,
+    desired: &ObjectSet,
+    delete_deployments: &[String],
+) -> Vec<Vec<Op>> {
     // Deployments are only ever created: once running, their spec is defaulted by the server
     // and owned by whoever scales or edits them, and the plugin must not fight that.
-    for (name, want) in &desired.deployments {
-        if !live.deployments.contains_key(name) {
-            ops.push(Op::Apply(want.clone()));
-        }
-    }
+    let deployments = desired
+        .deployments
+        .iter()
+        .filter(|(name, _)| !live.deployments.contains_key(*name))
+        .map(|(_, want)| Op::Apply(want.clone()))
+        .collect();
+    let mut bridges = Vec::new();
     let mut final_rules = Vec::new();
     for (name, want) in &desired.destination_rules {
         let have = live.destination_rules.get(name);
         let bridge = with_union_subsets(have, want);
         if differs(have, &bridge) {
-            ops.push(Op::Apply(bridge.clone()));
+            bridges.push(Op::Apply(bridge.clone()));
         }
         if differs(Some(&bridge), want) {
             final_rules.push(Op::Apply(want.clone()));
         }
     }
-    for (name, want) in &desired.virtual_services {
-        if differs(live.virtual_services.get(name), want) {
-            ops.push(Op::Apply(want.clone()));
-        }
-    }
-    ops.extend(final_rules);
-    for (name, want) in &desired.peer_authentications {
-        if differs(live.peer_authentications.get(name), want) {
-            ops.push(Op::Apply(want.clone()));
-        }
-    }
-    for name in delete_deployments {
-        if live.deployments.contains_key(name) && !desired.deployments.contains_key(name) {
-            ops.push(Op::Delete {
-                kind: resources::DEPLOYMENT,
-                name: name.clone(),
-            });
-        }
-    }
-    ops
+    let routes = desired
+        .virtual_services
+        .iter()
+        .filter(|(name, want)| differs(live.virtual_services.get(*name), want))
+        .map(|(_, want)| Op::Apply(want.clone()))
+        .collect();
+    let peer = desired
+        .peer_authentications
+        .iter()
+        .filter(|(name, want)| differs(live.peer_authentications.get(*name), want))
+        .map(|(_, want)| Op::Apply(want.clone()))
+        .collect();
+    let deletes = delete_deployments
+        .iter()
+        .filter(|name| {
+            live.deployments.contains_key(*name) && !desired.deployments.contains_key(*name)
+        })
+        .map(|name| Op::Delete {
+            kind: resources::DEPLOYMENT,
+            name: name.clone(),
+        })
+        .collect();
+    [deployments, bridges, routes, final_rules, peer, deletes]
+        .into_iter()
+        .filter(|batch: &Vec<Op>| !batch.is_empty())
+        .collect()
 }
 
 /// True when applying `desired` would change `live`: absent, a different `spec`, or a label or
@@ -153,7 +207,7 @@ pub fn differs(live: Option<&Value>, desired: &Value) -> bool {
             .and_then(Value::as_object);
         want.is_some_and(|want| {
             want.iter()
-                .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
+                .any(|(k, v)| k != GENERATION_ANNOTATION && have.and_then(|h| h.get(k)) != Some(v))
         })
     })
 }

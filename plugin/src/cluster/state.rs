@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::connect::Cluster;
 use super::error::{ClusterError, Target};
 
-pub use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
 /// The ConfigMap key holding the JSON record.
 pub const STATE_KEY: &str = "state.json";
 

@@ -10,6 +10,9 @@ use policy_sdk::{Event, Phase};
 use super::traffic::{self, Client};
 use super::workloads::{istio_crds, workloads_for};
 use crate::cluster::apply::ApplyOptions;
+use crate::cluster::propagation::{
+    ProgressEvent, Propagation, PropagationOptions, PropagationProgress,
+};
 use crate::cluster::{inventory, resources, Cluster, ConnectOptions};
 use crate::istio::IstioObject;
 use crate::release::view::release_view;
@@ -103,8 +106,18 @@ pub async fn run(
     .await?;
     let clock = Arc::new(Mutex::new(jiff::Timestamp::now()));
     let engine_clock = Arc::clone(&clock);
+    let confirmed = Arc::new(DataPlaneLog::default());
+    let propagation = Propagation::new(
+        cluster.clone(),
+        PropagationOptions {
+            status_window: std::time::Duration::from_millis(500),
+            ..PropagationOptions::default()
+        },
+        confirmed.clone(),
+    );
     let engine = Engine::new(cluster.clone(), Mode::Apply, ApplyOptions::default())
-        .with_clock(move || *engine_clock.lock().unwrap_or_else(|e| e.into_inner()));
+        .with_clock(move || *engine_clock.lock().unwrap_or_else(|e| e.into_inner()))
+        .with_propagation(propagation);
     let print = options.print;
     print(&format!(
         "Emulated cluster at {} with the voting app (3 services, versions 1.x and 2.0).\n\
@@ -117,6 +130,7 @@ pub async fn run(
     let outcome = engine
         .start(&spec, options.decider, &StartOptions::default())
         .await?;
+    print(&confirmed.take());
     print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
     let mut wait = outcome.requeue_after_seconds.unwrap_or(0);
     outcomes.push(outcome);
@@ -139,6 +153,7 @@ pub async fn run(
                     humantime::format_duration(std::time::Duration::from_secs(waited))
                 ));
             }
+            print(&confirmed.take());
             print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
         }
         outcomes.push(outcome);
@@ -148,9 +163,50 @@ pub async fn run(
     }
     let current = engine.load(spec.name()).await?;
     let outcome = engine.finalize(current, false).await?;
+    print(&confirmed.take());
     print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
     outcomes.push(outcome);
     Ok(outcomes)
+}
+
+/// What the engine confirmed at the (emulated) data plane during one command, for the report.
+#[derive(Debug, Default)]
+struct DataPlaneLog(Mutex<Vec<String>>);
+
+impl DataPlaneLog {
+    /// The lines collected since the last call, as one block (empty when none).
+    fn take(&self) -> String {
+        let lines = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        if lines.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\nConfirmed at the data plane before each next change:\n{}",
+            lines.concat()
+        )
+    }
+}
+
+impl PropagationProgress for DataPlaneLog {
+    fn report(&self, event: ProgressEvent<'_>) {
+        let line = match event {
+            ProgressEvent::Propagated {
+                object,
+                total,
+                waited,
+            } => {
+                let waited =
+                    std::time::Duration::from_millis(waited.as_millis() as u64 / 100 * 100);
+                format!(
+                    "  {object}: {total}/{total} proxies (waited {})\n",
+                    humantime::format_duration(waited)
+                )
+            }
+            ProgressEvent::Unconfirmed { message } => format!("  warning: {message}\n"),
+            ProgressEvent::Propagating { .. } | ProgressEvent::Settling { .. } => return,
+        };
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
 }
 
 fn advance(clock: &Mutex<jiff::Timestamp>, seconds: u64) {
@@ -199,7 +255,12 @@ async fn stage_report(
         "\n━━ stage {} ({}) — {action}: {}",
         outcome.record.stage.index, outcome.record.stage.name, outcome.reason
     );
-    out.push_str(&tree::render(&release_view(&outcome.record, &pods)));
+    let objects = crate::release::engine::live_objects(cluster, &outcome.record).await?;
+    out.push_str(&tree::render(&release_view(
+        &outcome.record,
+        &objects,
+        &pods,
+    )));
     let _ = writeln!(out, "{requests} simulated requests (9 users : 1 tester):");
     for line in traffic::describe(&landing) {
         let _ = writeln!(out, "  {line}");

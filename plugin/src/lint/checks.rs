@@ -10,7 +10,7 @@ use super::inventory::{
     describe, map_at, name, namespace, selects, service_of_host, str_at, Inventory,
 };
 use super::mtls::{self, Verdict};
-use crate::cluster::state::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// What lint knows beyond the objects.
 #[derive(Debug, Clone, Default)]

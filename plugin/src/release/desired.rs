@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use policy_sdk::Phase;
+use serde_json::Value;
 
 use super::record::ReleaseRecord;
-use crate::cluster::order::ObjectSet;
+use crate::cluster::order::{ObjectSet, GENERATION_ANNOTATION};
 use crate::istio::{MtlsMode, TlsMode};
 use crate::render::{self, RenderError, RenderOptions};
 use crate::spec::{self, Release};
@@ -36,13 +37,27 @@ pub fn render_options(spec: &Release, roles: &[policy_sdk::Role]) -> RenderOptio
 }
 
 /// Everything the release wants to exist: DestinationRules, VirtualServices and the
-/// PeerAuthentication of the stage in force, plus the Deployments it creates (cloned canaries;
+/// PeerAuthentication of the stage in force (each stamped with the record's generation), plus the Deployments it creates (cloned canaries;
 /// after an `undo`, the restored stable Deployments).
 pub fn desired_objects(record: &ReleaseRecord) -> Result<ObjectSet, RenderError> {
     let info = record.spec.release_info();
     let opts = render_options(&record.spec, &record.roles);
     let rendered = render::render(&info, &record.stage, &opts)?;
-    let (mut set, _) = ObjectSet::from_objects(rendered.to_values());
+    let stamped = rendered.to_values().into_iter().map(|mut object| {
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    GENERATION_ANNOTATION.into(),
+                    Value::String(record.generation.to_string()),
+                );
+            }
+        }
+        object
+    });
+    let (mut set, _) = ObjectSet::from_objects(stamped);
     set.deployments.extend(record.created_deployments.clone());
     if record.phase != Phase::Finalized {
         if let Some(snapshot) = &record.snapshot {

@@ -1,32 +1,74 @@
-//! The release engine: one command = read state and live objects, decide, write state, apply.
+//! The release engine: the protocol that reads the record and the live objects, writes the
+//! record and applies the objects. What a command decides is the pure state machine's
+//! ([`super::machine`]); this module only makes it happen safely against a cluster that other
+//! operators, CI jobs and crashed runs act on at the same time.
 //!
-//! The protocol that makes releases safe to run from any machine and to rerun after a crash:
-//! 1. read the record (one GET) and the release's live objects (one LIST per kind);
-//! 2. if the live objects differ from what the record wants, an earlier command was interrupted
-//!    (or someone edited our objects): converge — apply the difference — and stop there;
-//! 3. otherwise decide (the policy, or the operator's command), and compute the new record;
-//! 4. write the record, conditional on the resourceVersion read in 1: of two operators racing,
-//!    the loser fails here and has applied nothing;
-//! 5. apply the new objects in make-before-break order ([`crate::cluster::order`]).
+//! # The protocol
+//!
+//! Every record write bumps the record's `generation`, and every object the engine writes
+//! (VirtualServices, DestinationRules, PeerAuthentications) is stamped with the generation it
+//! was written for (annotation [`crate::cluster::order::GENERATION_ANNOTATION`]). One command:
+//!
+//! 1. **read** the record `R` (generation `g`, resourceVersion `rv`) and the release's live
+//!    objects (one GET, one LIST per kind);
+//! 2. **fence on read**: a live object stamped newer than `g` proves `R` stale — another
+//!    command recorded a newer change after our read: exit 3, nothing applied;
+//! 3. **converge**: if the live objects differ from what `R` describes, an earlier command was
+//!    interrupted (or is still applying, or someone edited our objects): apply exactly what `R`
+//!    describes — the *current* record, never an older read — with fenced writes (5). `step`
+//!    stops there ("finished an interrupted change"); the commands whose target is absolute
+//!    (`set-weight`, `promote`, `abort`, `finalize`, `undo`) go on to 4 on the converged state;
+//! 4. **decide** (the policy or the operator, through [`super::machine`]); a hold or an
+//!    "already done" writes nothing. Otherwise **write the record first**, `R'` with generation
+//!    `g+1`, conditional on `rv`: of two commands that read `R`, one wins and the other fails
+//!    here having applied nothing (exit 3);
+//! 5. **apply** `R'`'s objects in make-before-break batches
+//!    ([`crate::cluster::order::plan_batches`]), every write conditional on the resourceVersion
+//!    (deletes: and uid) the object had when read. A write refused as stale means someone wrote
+//!    that object since: re-read the record — if it moved on, exit 3 (a newer change is being
+//!    applied); if not (another command is converging the same record), re-read the objects
+//!    and re-plan.
+//!
+//! # Why the record and the routing cannot drift
+//!
+//! - Only one command can write a given record generation (conditional record write), and a
+//!   decision is only taken on a record whose objects are all in place (3 before 4).
+//! - A command writes an object only if the object differed from its desired state when read,
+//!   and only conditional on that read. For a newer decision to be taken, every object must have
+//!   matched the (then current) record at the decider's read — so any object a slower command
+//!   still meant to write was written in between, and the slower command's write fails. A
+//!   command that reads the objects after a newer command began writing them sees a newer stamp
+//!   (2). Hence no older read is ever re-applied over a newer change.
+//! - Every write is one of make-before-break's batches, computed against what was read; a
+//!   refused write stops the batch loop before anything that depended on it.
+//!
+//! What is not fenced: creating an object that did not exist when read (server-side apply has
+//! no "must not exist" precondition); the objects concerned (a first start, a canary
+//! Deployment, `undo`'s restored Deployments) are only created by the first generation that
+//! wants them.
 
 use std::collections::BTreeMap;
 
 use kube::api::ListParams;
-use policy_sdk::{
-    Action, Decision, Destination, Event, Input, Phase, Role, Stage, WeightOverride, ABI_VERSION,
-};
+use policy_sdk::{Action, Decision, Event, Input, Phase, Role, WeightOverride, ABI_VERSION};
 use serde_json::Value;
 
 use super::desired::{deployments_to_delete, desired_objects};
-use super::record::{PolicyIdentity, ReleaseRecord, Snapshot};
-use crate::cluster::apply::{Applier, ApplyOptions};
+use super::machine::{self, Next, Refusal, Verdict};
+use super::record::{PolicyIdentity, ReleaseRecord};
+use crate::cluster::apply::{Applier, ApplyOptions, BatchError};
 use crate::cluster::clone::{canary_deployment, CloneError, CloneRequest};
-use crate::cluster::order::{self, ObjectSet, Op};
+use crate::cluster::order::{self, stamp_of, ObjectSet, Op};
+use crate::cluster::propagation::Propagation;
 use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{inventory, resources, Cluster, ClusterError};
 use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
-use crate::render::{self, RenderError};
+use crate::render::RenderError;
 use crate::spec::Release;
+
+/// How many times a command re-reads and re-plans when another command converging the same
+/// record wrote one of its objects first.
+const APPLY_ATTEMPTS: usize = 5;
 
 /// Something that decides stages: the policy host in production.
 pub trait Decider {
@@ -56,14 +98,15 @@ pub enum EngineError {
     /// The stage cannot be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// The policy failed: the decision is hold and nothing was applied. `source` already names
-    /// the policy (`policy <name>@sha256:<12>: <cause>`).
-    #[error("{source}; holding (nothing applied)")]
+    /// The policy failed: the decision is hold and nothing was applied. `cause` already names
+    /// the policy (`policy <name>@sha256:<12>: <cause>`); it is part of this one-line message,
+    /// so it is not also reported as the error's source (which would print it twice).
+    #[error("{cause}; holding (nothing applied)")]
     Policy {
         /// `name@sha256:<12 hex>`.
         policy: String,
         /// What went wrong.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The release does not exist.
     #[error("release {release:?} not found in namespace {namespace} (kubectl canary list -n {namespace} shows the releases there)")]
@@ -104,7 +147,7 @@ pub enum EngineError {
     /// The canary Deployment could not be cloned.
     #[error(transparent)]
     Clone(#[from] CloneError),
-    /// A policy decision that does not fit the command.
+    /// A policy decision that does not fit the command or does not mean what its action says.
     #[error("policy {policy}: {message}; holding (nothing applied)")]
     Refused {
         /// `name@sha256:<12 hex>`.
@@ -112,6 +155,42 @@ pub enum EngineError {
         /// Why.
         message: String,
     },
+    /// The operator's input does not fit the release (e.g. an unknown `--service`).
+    #[error("{0}")]
+    Input(Refusal),
+    /// The objects prove the record this command read stale: a newer change was recorded
+    /// after it (exit 3).
+    #[error("release {release} changed under you (its objects carry generation {seen}, newer than generation {read} this command read); nothing of this command was applied — rerun it to act on the current state")]
+    StaleRead {
+        /// Release name.
+        release: String,
+        /// The generation read.
+        read: u64,
+        /// The newest stamp found on its objects.
+        seen: u64,
+    },
+    /// While this command applied its record, another recorded a newer change (exit 3).
+    #[error("release {release} changed under you (generation {newer} was recorded while this command applied generation {applying}; the newer change is the one in force) — `kubectl canary get {release}` shows it")]
+    Superseded {
+        /// Release name.
+        release: String,
+        /// The generation this command applied.
+        applying: u64,
+        /// The generation found.
+        newer: u64,
+    },
+}
+
+impl EngineError {
+    /// True when the command lost a race with another writer (exit 3).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Cluster(ClusterError::ReleaseChanged { .. })
+                | EngineError::StaleRead { .. }
+                | EngineError::Superseded { .. }
+        )
+    }
 }
 
 /// What a command did.
@@ -119,7 +198,7 @@ pub enum EngineError {
 pub struct Outcome {
     /// The record after the command (as written, or as it would be).
     pub record: ReleaseRecord,
-    /// The decision's action (`None` when the command only converged).
+    /// The decision's action (`None` when the command only converged or had nothing to do).
     pub action: Option<Action>,
     /// The reason recorded (or why nothing changed).
     pub reason: String,
@@ -131,19 +210,54 @@ pub struct Outcome {
     pub requeue_after_seconds: Option<u64>,
 }
 
-/// A loaded release, before a command acts on it.
-enum Ready {
-    /// An interrupted earlier command was finished; this is its outcome.
-    Interrupted(Outcome),
-    /// Up to date: the record, its resourceVersion, and the live objects.
-    Ready(ReleaseRecord, String, ObjectSet),
-}
-
 /// Options of `start`.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// Take over VirtualServices/DestinationRules of the same names owned by another manager.
     pub adopt: bool,
+}
+
+/// A release read and brought in line with its record, ready for a decision.
+struct Current {
+    record: ReleaseRecord,
+    resource_version: String,
+    live: ObjectSet,
+    /// Writes made to finish an interrupted change (empty when none was needed).
+    converged: Vec<Op>,
+}
+
+/// The live objects of `record`'s release: one LIST per kind it uses.
+pub async fn live_objects(
+    cluster: &Cluster,
+    record: &ReleaseRecord,
+) -> Result<ObjectSet, ClusterError> {
+    let ns = Some(cluster.namespace.as_str());
+    let selector = ListParams::default().labels(&format!("{RELEASE_LABEL}={}", record.spec.name()));
+    let mut objects = Vec::new();
+    objects.extend(
+        inventory::list_selected(cluster, resources::DESTINATION_RULE, ns, &selector).await?,
+    );
+    objects.extend(
+        inventory::list_selected(cluster, resources::VIRTUAL_SERVICE, ns, &selector).await?,
+    );
+    if record.spec.spec.mtls.is_some() {
+        objects.extend(
+            inventory::list_selected(cluster, resources::PEER_AUTHENTICATION, ns, &selector)
+                .await?,
+        );
+    }
+    let needs_deployments = !record.created_deployments.is_empty()
+        || record.snapshot.is_some()
+        || record.phase == Phase::Promoted;
+    if needs_deployments {
+        objects.extend(inventory::list(cluster, resources::DEPLOYMENT, ns).await?);
+    }
+    Ok(ObjectSet::from_objects(objects).0)
+}
+
+/// The newest generation stamped on the release's routing objects.
+pub fn newest_stamp(live: &ObjectSet) -> u64 {
+    live.routing().map(stamp_of).max().unwrap_or(0)
 }
 
 /// Drives releases in one namespace.
@@ -153,6 +267,7 @@ pub struct Engine {
     applier: Applier,
     mode: Mode,
     clock: Box<dyn Fn() -> jiff::Timestamp + Send + Sync>,
+    propagation: Propagation,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,6 +292,7 @@ impl Engine {
             cluster,
             mode,
             clock: Box::new(jiff::Timestamp::now),
+            propagation: Propagation::disabled(),
         }
     }
 
@@ -186,6 +302,12 @@ impl Engine {
         clock: impl Fn() -> jiff::Timestamp + Send + Sync + 'static,
     ) -> Self {
         self.clock = Box::new(clock);
+        self
+    }
+
+    /// Confirm each batch at the data plane ([`crate::cluster::propagation`]); none by default.
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
         self
     }
 
@@ -221,10 +343,20 @@ impl Engine {
         let existing = self.store.load(name).await?;
         if let Some(current) = &existing {
             if current.record.spec == *spec && !current.record.is_terminal() {
-                let live = self.read_live(&current.record).await?;
-                return self
-                    .converge_or(current.record.clone(), live, "already started")
-                    .await;
+                let current = self.ready(current.clone()).await?;
+                let converged = !current.converged.is_empty();
+                return Ok(Outcome {
+                    reason: if converged {
+                        interrupted_reason(&current.record, "")
+                    } else {
+                        "already started".to_string()
+                    },
+                    record: current.record,
+                    action: None,
+                    ops: current.converged,
+                    converged,
+                    requeue_after_seconds: None,
+                });
             }
             if !current.record.is_terminal() {
                 return Err(EngineError::Exists {
@@ -253,21 +385,12 @@ impl Engine {
             metrics: BTreeMap::new(),
         };
         let decision = self.ask(decider, &input)?;
-        let stage = match (decision.action, decision.stage.clone()) {
-            (Action::Advance | Action::Complete, Some(stage)) => stage,
-            (Action::Hold, _) => render::baseline_stage(&info),
-            (action, _) => {
-                return Err(EngineError::Refused {
-                    policy: decider.identity().short(),
-                    message: format!("answered {action:?} to start; expected advance with a stage"),
-                })
-            }
-        };
-        let mut record = ReleaseRecord {
+        let blank = ReleaseRecord {
             spec: spec.clone(),
             policy: decider.identity().clone(),
             phase: Phase::Progressing,
-            stage: stage.clone(),
+            generation: 0,
+            stage: crate::render::baseline_stage(&info),
             stage_started_at: now.clone(),
             roles: vec![Role::Stable, Role::Canary],
             history: Vec::new(),
@@ -277,40 +400,43 @@ impl Engine {
             snapshot: None,
             next_decision_at: None,
         };
-        record.record(decision.action, Some(stage), &decision.reason, &now);
+        let live = live_objects(&self.cluster, &blank).await?;
+        // Objects left by an earlier release of this name may carry newer stamps than its
+        // record (deleted by hand): the new generation is above both.
+        let previous = existing
+            .as_ref()
+            .map_or(0, |v| v.record.generation)
+            .max(newest_stamp(&live));
+        let next =
+            machine::start(blank, &decision, previous, &now).map_err(|r| refused(decider, r))?;
         // Check the stage renders before anything is written.
-        desired_objects(&record)?;
-        let live = self.read_live(&record).await?;
-        if self.mode != Mode::Preview {
-            match &existing {
-                None => {
-                    self.store
-                        .create(name, &record)
-                        .await
-                        .map_err(|e| match e {
-                            ClusterError::Api { code: 409, .. } => ClusterError::ReleaseChanged {
-                                release: name.to_string(),
-                                expected: "none (it was created meanwhile)".to_string(),
-                            },
-                            other => other,
-                        })?;
-                }
-                Some(old) => {
-                    self.store
-                        .update(name, &record, &old.resource_version)
-                        .await?;
-                }
+        desired_objects(&next.record)?;
+        let resource_version = match (&existing, self.mode) {
+            (_, Mode::Preview) => String::new(),
+            (None, _) => {
+                self.store
+                    .create(name, &next.record)
+                    .await
+                    .map_err(|e| match e {
+                        ClusterError::Api { code: 409, .. } => ClusterError::ReleaseChanged {
+                            release: name.to_string(),
+                            expected: "none (it was created meanwhile)".to_string(),
+                        },
+                        other => other,
+                    })?
+                    .resource_version
             }
-        }
-        let ops = self.apply(&record, &live).await?;
-        Ok(Outcome {
-            record,
-            action: Some(decision.action),
-            reason: decision.reason,
-            ops,
-            converged: false,
-            requeue_after_seconds: decision.requeue_after_seconds,
-        })
+            (Some(old), _) => {
+                self.store
+                    .update(name, &next.record, &old.resource_version)
+                    .await?
+                    .resource_version
+            }
+        };
+        let ops = self
+            .apply_record(&next.record, &resource_version, live)
+            .await?;
+        Ok(outcome(next, ops))
     }
 
     /// Ask the policy about `event` (step, tick, promote, abort, set-weight) and apply its
@@ -323,15 +449,28 @@ impl Engine {
         decider: &dyn Decider,
         weight: Option<WeightOverride>,
     ) -> Result<Outcome, EngineError> {
-        let (record, resource_version, live) = match self.ready(current).await? {
-            Ready::Interrupted(outcome) => return Ok(outcome),
-            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
-        };
-        self.check_phase(&record, event)?;
+        if let Some(weight) = &weight {
+            machine::check_weight(&current.record, weight).map_err(EngineError::Input)?;
+        }
+        let current = self.ready(current).await?;
+        if !current.converged.is_empty() && matches!(event, Event::Step | Event::Tick) {
+            // A step is relative to the stage in force: finishing the interrupted change is
+            // this run's whole work, so that a rerun after a crash does not step twice.
+            return Ok(Outcome {
+                reason: interrupted_reason(&current.record, "run the command again to go on"),
+                record: current.record,
+                action: None,
+                ops: current.converged,
+                converged: true,
+                requeue_after_seconds: None,
+            });
+        }
+        let record = &current.record;
+        machine::check_phase(record.phase, event).map_err(|r| wrong_phase(record, r))?;
         let now = self.now();
-        let mut next = record.clone();
+        let mut state = record.policy_state();
         if event == Event::SetWeight {
-            next.weight_override = weight.clone();
+            state.override_ = weight.clone();
         }
         let input = Input {
             abi: ABI_VERSION,
@@ -339,7 +478,7 @@ impl Engine {
             now: now.clone(),
             release: record.spec.release_info(),
             config: record.spec.spec.policy.config.clone(),
-            state: next.policy_state(),
+            state,
             metrics: BTreeMap::new(),
         };
         let decision = match (event, self.ask(decider, &input)) {
@@ -352,361 +491,176 @@ impl Engine {
             },
             (_, Err(e)) => return Err(e),
         };
-        let info = record.spec.release_info();
-        let (action, stage, phase, reason) = match (event, decision.action) {
-            (Event::Abort, _) => (
-                Action::Rollback,
-                match decision.action {
-                    Action::Rollback => decision.stage.clone(),
-                    _ => None,
-                }
-                .unwrap_or_else(|| render::baseline_stage(&info)),
-                Phase::Aborted,
-                reason_or(&decision, "aborted by operator: all traffic to stable"),
-            ),
-            (Event::Promote, _) => (
-                Action::Complete,
-                match decision.action {
-                    Action::Complete => decision.stage.clone(),
-                    _ => None,
-                }
-                .unwrap_or_else(|| render::final_stage(&info)),
-                Phase::Promoted,
-                reason_or(&decision, "promoted by operator: all traffic to canary"),
-            ),
-            (Event::SetWeight, Action::Hold) | (Event::SetWeight, Action::Advance)
-                if decision.stage.is_none() =>
-            {
-                let w = weight.as_ref().map_or(0, |w| w.weight);
-                (
-                    Action::Advance,
-                    with_weight(&record.stage, weight.as_ref()),
-                    Phase::Paused,
-                    format!("weight set by operator: canary {w}%"),
-                )
-            }
-            (Event::SetWeight, _) => (
-                Action::Advance,
-                decision
-                    .stage
-                    .clone()
-                    .unwrap_or_else(|| record.stage.clone()),
-                Phase::Paused,
-                reason_or(&decision, "weight set by operator"),
-            ),
-            (_, Action::Hold) => {
-                return Ok(Outcome {
-                    record,
-                    action: Some(Action::Hold),
-                    reason: decision.reason,
-                    ops: Vec::new(),
-                    converged: false,
-                    requeue_after_seconds: decision.requeue_after_seconds,
-                })
-            }
-            (_, Action::Advance) => (
-                Action::Advance,
-                self.stage_of(decider, &decision)?,
-                Phase::Progressing,
-                decision.reason.clone(),
-            ),
-            (_, Action::Complete) => (
-                Action::Complete,
-                self.stage_of(decider, &decision)?,
-                Phase::Promoted,
-                decision.reason.clone(),
-            ),
-            (_, Action::Rollback) => (
-                Action::Rollback,
-                decision
-                    .stage
-                    .clone()
-                    .unwrap_or_else(|| render::baseline_stage(&info)),
-                Phase::RolledBack,
-                decision.reason.clone(),
-            ),
-        };
-        if event != Event::SetWeight && action == Action::Advance {
-            next.weight_override = None;
-        }
-        next.phase = phase;
-        next.record(action, Some(stage), &reason, &now);
-        self.commit(
-            next,
-            &resource_version,
-            live,
-            action,
-            reason,
-            decision.requeue_after_seconds,
-        )
-        .await
+        let verdict = machine::decide(record, event, &decision, weight.as_ref(), &now)
+            .map_err(|r| refused(decider, r))?;
+        self.commit(current, verdict).await
     }
 
     /// Make the canary the only version: routes to the canary subset only, the stable subset
-    /// removed, the stable Deployments deleted unless `keep_old`. Only after a promotion.
+    /// removed, the stable Deployments deleted unless `keep_old`. Only after a promotion; a
+    /// finalized release is reported "already finalized".
     pub async fn finalize(
         &self,
         current: Versioned<ReleaseRecord>,
         keep_old: bool,
     ) -> Result<Outcome, EngineError> {
-        let (record, resource_version, live) = match self.ready(current).await? {
-            Ready::Interrupted(outcome) => return Ok(outcome),
-            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
-        };
-        if record.phase != Phase::Promoted {
-            return Err(EngineError::WrongPhase {
-                release: record.spec.name().to_string(),
-                phase: record.phase,
-                hint:
-                    "finalize needs all traffic on the canary first: run `kubectl canary promote`"
-                        .into(),
-            });
-        }
-        let now = self.now();
-        let stable = self.stable_deployments(&record, &live);
-        let mut next = record.clone();
-        next.snapshot = Some(Snapshot {
-            deployments: stable.clone(),
-            stage: Some(record.stage.clone()),
-            at: now.clone(),
-        });
-        next.delete_deployments = if keep_old {
-            Vec::new()
-        } else {
-            stable.keys().cloned().collect()
-        };
-        next.roles = vec![Role::Canary];
-        next.phase = Phase::Finalized;
-        let info = record.spec.release_info();
-        let reason = if keep_old {
-            "finalized: canary is the only version (old Deployments kept)".to_string()
-        } else {
-            format!(
-                "finalized: canary is the only version; deleting {}",
-                if stable.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    stable.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            )
-        };
-        let mut stage = render::final_stage(&info);
-        stage.index = record.stage.index + 1;
-        next.record(Action::Complete, Some(stage), &reason, &now);
-        self.commit(
-            next,
-            &resource_version,
-            live,
-            Action::Complete,
-            reason,
-            None,
-        )
-        .await
+        let current = self.ready(current).await?;
+        let stable = self.stable_deployments(&current.record, &current.live);
+        let verdict = machine::finalize(&current.record, stable, keep_old, &self.now())
+            .map_err(|r| wrong_phase(&current.record, r))?;
+        self.commit(current, verdict).await
     }
 
     /// Undo a finalize: restore the deleted Deployments, then the stable subset, then the
     /// routing in force before finalize. The release is Promoted again.
     pub async fn undo(&self, current: Versioned<ReleaseRecord>) -> Result<Outcome, EngineError> {
-        let (record, resource_version, live) = match self.ready(current).await? {
-            Ready::Interrupted(outcome) => return Ok(outcome),
-            Ready::Ready(record, resource_version, live) => (record, resource_version, live),
-        };
-        let snapshot = match (&record.phase, &record.snapshot) {
-            (Phase::Finalized, Some(snapshot)) => snapshot.clone(),
-            _ => {
-                return Err(EngineError::WrongPhase {
-                    release: record.spec.name().to_string(),
-                    phase: record.phase,
-                    hint: "undo reverts a finalize, and this release is not finalized".into(),
-                })
-            }
-        };
-        let now = self.now();
-        let info = record.spec.release_info();
-        let mut next = record.clone();
-        next.roles = vec![Role::Stable, Role::Canary];
-        next.phase = Phase::Promoted;
-        next.delete_deployments = Vec::new();
-        let reason = format!(
-            "undo of finalize ({}): stable version restored",
-            snapshot.at
-        );
-        let stage = snapshot
-            .stage
-            .clone()
-            .unwrap_or_else(|| render::final_stage(&info));
-        next.record(Action::Complete, Some(stage), &reason, &now);
-        self.commit(
-            next,
-            &resource_version,
-            live,
-            Action::Complete,
-            reason,
-            None,
-        )
-        .await
+        let current = self.ready(current).await?;
+        let verdict = machine::undo(&current.record, &self.now())
+            .map_err(|r| wrong_phase(&current.record, r))?;
+        self.commit(current, verdict).await
     }
 
-    /// Read the live objects of a loaded release and, if an earlier command was interrupted
-    /// (they differ from what the record wants), finish that command instead of a new one.
-    async fn ready(&self, current: Versioned<ReleaseRecord>) -> Result<Ready, EngineError> {
+    /// Read the live objects of a loaded release, check they are not ahead of it (protocol
+    /// step 2) and, if an earlier command was interrupted, finish it (step 3).
+    async fn ready(&self, current: Versioned<ReleaseRecord>) -> Result<Current, EngineError> {
         let Versioned {
             record,
             resource_version,
         } = current;
-        let live = self.read_live(&record).await?;
+        let live = live_objects(&self.cluster, &record).await?;
         let want = desired_objects(&record)?;
-        if order::plan(&live, &want, &deployments_to_delete(&record)).is_empty() {
-            Ok(Ready::Ready(record, resource_version, live))
+        let pending = !order::plan(&live, &want, &deployments_to_delete(&record)).is_empty();
+        if !pending {
+            check_stamps(&record, &live)?;
+            return Ok(Current {
+                record,
+                resource_version,
+                live,
+                converged: Vec::new(),
+            });
+        }
+        let converged = self
+            .apply_record(&record, &resource_version, live.clone())
+            .await?;
+        // Read again rather than simulate: the next writes are fenced on these resourceVersions.
+        let live = if self.mode == Mode::Preview {
+            let mut live = live;
+            order::simulate(&mut live, &converged);
+            live
         } else {
-            Ok(Ready::Interrupted(
-                self.converge_or(record, live, "").await?,
-            ))
-        }
-    }
-
-    /// Write `next` conditional on `rv`, then apply it.
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
-        &self,
-        next: ReleaseRecord,
-        rv: &str,
-        live: ObjectSet,
-        action: Action,
-        reason: String,
-        requeue_after_seconds: Option<u64>,
-    ) -> Result<Outcome, EngineError> {
-        desired_objects(&next)?;
-        if self.mode != Mode::Preview {
-            self.store.update(next.spec.name(), &next, rv).await?;
-        }
-        let ops = self.apply(&next, &live).await?;
-        Ok(Outcome {
-            record: next,
-            action: Some(action),
-            reason,
-            ops,
-            converged: false,
-            requeue_after_seconds,
-        })
-    }
-
-    /// Apply whatever the record wants that the cluster lacks; report `none_reason` if nothing.
-    async fn converge_or(
-        &self,
-        record: ReleaseRecord,
-        live: ObjectSet,
-        none_reason: &str,
-    ) -> Result<Outcome, EngineError> {
-        let ops = self.apply(&record, &live).await?;
-        let converged = !ops.is_empty();
-        Ok(Outcome {
-            reason: if converged {
-                format!(
-                    "finished an interrupted change: stage {} ({}) now fully applied; run the command again to go on",
-                    record.stage.index, record.stage.name
-                )
-            } else {
-                none_reason.to_string()
-            },
+            live_objects(&self.cluster, &record).await?
+        };
+        Ok(Current {
             record,
-            action: None,
-            ops,
+            resource_version,
+            live,
             converged,
-            requeue_after_seconds: None,
         })
     }
 
-    /// Plan from `live` to the record's objects and apply (or, in preview, only plan).
-    async fn apply(
+    /// Write a verdict's record (conditional on the resourceVersion read: step 4) and apply it
+    /// (step 5); report an unchanged verdict as it is.
+    async fn commit(&self, current: Current, verdict: Verdict) -> Result<Outcome, EngineError> {
+        let Current {
+            record,
+            resource_version,
+            live,
+            converged,
+        } = current;
+        let next = match verdict {
+            Verdict::Unchanged {
+                action,
+                reason,
+                requeue_after_seconds,
+            } => {
+                return Ok(Outcome {
+                    record,
+                    action,
+                    reason,
+                    ops: converged,
+                    converged: false,
+                    requeue_after_seconds,
+                })
+            }
+            Verdict::Change(next) => *next,
+        };
+        desired_objects(&next.record)?;
+        let written = if self.mode == Mode::Preview {
+            resource_version
+        } else {
+            self.store
+                .update(next.record.spec.name(), &next.record, &resource_version)
+                .await?
+                .resource_version
+        };
+        let mut ops = converged;
+        ops.extend(self.apply_record(&next.record, &written, live).await?);
+        Ok(outcome(next, ops))
+    }
+
+    /// Apply what `record` (stored at `record_rv`) describes, from `live`, with fenced writes
+    /// (protocol step 5). Returns the writes made (planned, in preview).
+    async fn apply_record(
         &self,
         record: &ReleaseRecord,
-        live: &ObjectSet,
+        record_rv: &str,
+        mut live: ObjectSet,
     ) -> Result<Vec<Op>, EngineError> {
         let want = desired_objects(record)?;
-        let ops = order::plan(live, &want, &deployments_to_delete(record));
-        if self.mode == Mode::Preview {
-            return Ok(ops);
-        }
-        for op in &ops {
-            match op {
-                Op::Apply(object) => {
-                    self.applier.apply(object).await?;
+        let delete = deployments_to_delete(record);
+        let mut done = Vec::new();
+        for _ in 0..APPLY_ATTEMPTS {
+            check_stamps(record, &live)?;
+            let batches = order::plan_batches(&live, &want, &delete);
+            if self.mode == Mode::Preview {
+                return Ok(batches.into_iter().flatten().collect());
+            }
+            match self
+                .applier
+                .apply_batches(&batches, &live, &mut self.propagation.gate(&live))
+                .await
+            {
+                Ok(applied) => {
+                    done.extend(applied);
+                    return Ok(done);
                 }
-                Op::Delete { kind, name } => self.applier.delete(*kind, name).await?,
+                Err(BatchError { applied, error }) if error.is_stale_write() => {
+                    done.extend(applied);
+                    self.check_still_current(record, record_rv).await?;
+                    live = live_objects(&self.cluster, record).await?;
+                }
+                Err(BatchError { error, .. }) => return Err(error.into()),
             }
         }
-        Ok(ops)
+        Err(ClusterError::ReleaseChanged {
+            release: record.spec.name().to_string(),
+            expected: record_rv.to_string(),
+        }
+        .into())
+    }
+
+    /// After a stale object write: fail if the record moved on since `record_rv`.
+    async fn check_still_current(
+        &self,
+        record: &ReleaseRecord,
+        record_rv: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.load(record.spec.name()).await?;
+        if now.resource_version == record_rv {
+            return Ok(());
+        }
+        Err(EngineError::Superseded {
+            release: record.spec.name().to_string(),
+            applying: record.generation,
+            newer: now.record.generation,
+        })
     }
 
     fn ask(&self, decider: &dyn Decider, input: &Input) -> Result<Decision, EngineError> {
-        decider.decide(input).map_err(|source| EngineError::Policy {
+        decider.decide(input).map_err(|cause| EngineError::Policy {
             policy: decider.identity().short(),
-            source,
+            cause,
         })
-    }
-
-    fn stage_of(&self, decider: &dyn Decider, decision: &Decision) -> Result<Stage, EngineError> {
-        decision.stage.clone().ok_or_else(|| EngineError::Refused {
-            policy: decider.identity().short(),
-            message: format!("answered {:?} without a stage", decision.action),
-        })
-    }
-
-    fn check_phase(&self, record: &ReleaseRecord, event: Event) -> Result<(), EngineError> {
-        let hint = match (record.phase, event) {
-            (Phase::Finalized, _) => Some("it is done; `kubectl canary undo` reverts the finalize"),
-            (Phase::Aborted | Phase::RolledBack | Phase::Failed, Event::Abort) => None,
-            (Phase::Aborted | Phase::RolledBack | Phase::Failed, _) => {
-                Some("all traffic is on stable; start the release again to retry")
-            }
-            (Phase::Promoted, Event::Step | Event::Tick | Event::SetWeight) => {
-                Some("all traffic is on the canary; finalize it, or abort to go back to stable")
-            }
-            _ => None,
-        };
-        match hint {
-            Some(hint) => Err(EngineError::WrongPhase {
-                release: record.spec.name().to_string(),
-                phase: record.phase,
-                hint: hint.to_string(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Live objects of the release: one LIST per kind it uses.
-    async fn read_live(&self, record: &ReleaseRecord) -> Result<ObjectSet, EngineError> {
-        let ns = Some(self.cluster.namespace.as_str());
-        let selector =
-            ListParams::default().labels(&format!("{RELEASE_LABEL}={}", record.spec.name()));
-        let mut objects = Vec::new();
-        objects.extend(
-            inventory::list_selected(&self.cluster, resources::DESTINATION_RULE, ns, &selector)
-                .await?,
-        );
-        objects.extend(
-            inventory::list_selected(&self.cluster, resources::VIRTUAL_SERVICE, ns, &selector)
-                .await?,
-        );
-        if record.spec.spec.mtls.is_some() {
-            objects.extend(
-                inventory::list_selected(
-                    &self.cluster,
-                    resources::PEER_AUTHENTICATION,
-                    ns,
-                    &selector,
-                )
-                .await?,
-            );
-        }
-        let needs_deployments = !record.created_deployments.is_empty()
-            || record.snapshot.is_some()
-            || record.phase == Phase::Promoted;
-        if needs_deployments {
-            objects.extend(inventory::list(&self.cluster, resources::DEPLOYMENT, ns).await?);
-        }
-        Ok(ObjectSet::from_objects(objects).0)
     }
 
     /// The stable Deployments of the release's services, cleaned for re-creation.
@@ -834,6 +788,63 @@ impl Engine {
     }
 }
 
+/// Protocol step 2: no live object may carry a generation newer than the record read.
+fn check_stamps(record: &ReleaseRecord, live: &ObjectSet) -> Result<(), EngineError> {
+    let seen = newest_stamp(live);
+    if seen > record.generation {
+        return Err(EngineError::StaleRead {
+            release: record.spec.name().to_string(),
+            read: record.generation,
+            seen,
+        });
+    }
+    Ok(())
+}
+
+fn interrupted_reason(record: &ReleaseRecord, then: &str) -> String {
+    let mut reason = format!(
+        "finished an interrupted change: stage {} ({}) now fully applied",
+        record.stage.index, record.stage.name
+    );
+    if !then.is_empty() {
+        reason.push_str("; ");
+        reason.push_str(then);
+    }
+    reason
+}
+
+fn outcome(next: Next, ops: Vec<Op>) -> Outcome {
+    Outcome {
+        record: next.record,
+        action: Some(next.action),
+        reason: next.reason,
+        ops,
+        converged: false,
+        requeue_after_seconds: next.requeue_after_seconds,
+    }
+}
+
+fn refused(decider: &dyn Decider, refusal: Refusal) -> EngineError {
+    match refusal {
+        Refusal::Decision(message) => EngineError::Refused {
+            policy: decider.identity().short(),
+            message,
+        },
+        other => EngineError::Input(other),
+    }
+}
+
+fn wrong_phase(record: &ReleaseRecord, refusal: Refusal) -> EngineError {
+    match refusal {
+        Refusal::WrongPhase { phase, hint } => EngineError::WrongPhase {
+            release: record.spec.name().to_string(),
+            phase,
+            hint,
+        },
+        other => EngineError::Input(other),
+    }
+}
+
 /// The namespace's HorizontalPodAutoscalers; none when the API is not served (or not readable:
 /// cloning then simply copies the replicas).
 async fn autoscalers(cluster: &Cluster) -> Result<Vec<Value>, EngineError> {
@@ -868,49 +879,12 @@ fn hpa_min_replicas(autoscalers: &[Value], deployment: &Value) -> Option<i64> {
         })
 }
 
-fn reason_or(decision: &Decision, default: &str) -> String {
-    if decision.reason.trim().is_empty() {
-        default.to_string()
-    } else {
-        format!("{default} ({})", decision.reason)
-    }
-}
-
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// `stage` with the catch-all rule of every service (or just `weight.service`) split
-/// `100 - w` stable / `w` canary; other rules (testers, chaining) stay.
-pub fn with_weight(stage: &Stage, weight: Option<&WeightOverride>) -> Stage {
-    let Some(weight) = weight else {
-        return stage.clone();
-    };
-    let mut next = stage.clone();
-    for (service, rules) in &mut next.routes {
-        if weight.service.as_ref().is_some_and(|s| s != service) {
-            continue;
-        }
-        if let Some(rule) = rules.iter_mut().rev().find(|r| r.matches.is_empty()) {
-            let w = weight.weight.min(100);
-            rule.to = vec![
-                Destination {
-                    subset: Role::Stable,
-                    weight: Some(100 - w),
-                },
-                Destination {
-                    subset: Role::Canary,
-                    weight: Some(w),
-                },
-            ];
-        }
-    }
-    next.name = format!("manual {}%", weight.weight);
-    next
 }
 
 /// A Deployment as read, made fit to create again: server-set fields removed.
@@ -969,52 +943,5 @@ mod tests {
             hpa_min_replicas(&[hpa("web-v1", None)], &deployment),
             Some(1)
         );
-    }
-
-    #[test]
-    fn set_weight_rewrites_only_the_catch_all_rules() {
-        let release = crate::spec::load_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/voting-app.yaml"),
-        )
-        .unwrap()
-        .release_info();
-        let mut stage = render::baseline_stage(&release);
-        let tester = policy_sdk::Rule {
-            matches: vec![policy_sdk::Match::default()],
-            to: vec![Destination {
-                subset: Role::Canary,
-                weight: None,
-            }],
-        };
-        stage
-            .routes
-            .get_mut("voting-app")
-            .unwrap()
-            .insert(0, tester.clone());
-        let only_app = WeightOverride {
-            weight: 30,
-            service: Some("voting-app".into()),
-        };
-        let next = with_weight(&stage, Some(&only_app));
-        let app = &next.routes["voting-app"];
-        assert_eq!(app[0], tester);
-        assert_eq!(
-            app[1].to,
-            vec![
-                Destination {
-                    subset: Role::Stable,
-                    weight: Some(70)
-                },
-                Destination {
-                    subset: Role::Canary,
-                    weight: Some(30)
-                }
-            ]
-        );
-        assert_eq!(
-            next.routes["voting-analytics"],
-            stage.routes["voting-analytics"]
-        );
-        assert_eq!(next.name, "manual 30%");
     }
 }

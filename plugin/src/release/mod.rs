@@ -3,6 +3,7 @@
 
 pub mod desired;
 pub mod engine;
+pub mod machine;
 pub mod record;
 pub mod view;
 

@@ -64,6 +64,12 @@ pub struct ReleaseRecord {
     pub policy: PolicyIdentity,
     /// Current phase.
     pub phase: Phase,
+    /// Bumped by every write of a decision. Every object the release writes is stamped with the
+    /// generation it was written for ([`crate::cluster::order::GENERATION_ANNOTATION`]): an
+    /// object stamped newer than a record read proves that read stale (see
+    /// [`super::engine`]'s protocol). 0 in records written before generations existed.
+    #[serde(default)]
+    pub generation: u64,
     /// The routing stage in force (what the VirtualServices route by).
     pub stage: Stage,
     /// When the current stage was applied (RFC 3339).

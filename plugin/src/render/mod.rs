@@ -35,7 +35,7 @@ use crate::istio::{
 
 pub use error::RenderError;
 
-pub use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
 /// Name of the namespace-wide PeerAuthentication (Istio's convention for the namespace policy).
 pub const PEER_AUTHENTICATION_NAME: &str = "default";
 /// Suffix of the gateway-only VirtualService rendered when a service's gateway hosts include

@@ -30,6 +30,9 @@ pub enum SpecError {
         /// What is wrong, without the location.
         message: String,
     },
+    /// Refused before parsing: larger than the spec limit or nested too deeply.
+    #[error(transparent)]
+    Bounds(crate::bounds::InputError),
     /// The spec is well-formed but some values are not acceptable: every problem found.
     #[error("{}", invalid_display(.0))]
     Invalid(Vec<FieldError>),
@@ -90,14 +93,24 @@ fn yaml_display(
     out
 }
 
+/// Every problem, up to [`crate::bounds::MAX_LISTED`] of them; the rest are counted.
 fn invalid_display(errors: &[FieldError]) -> String {
     let mut out = match errors.len() {
         1 => "invalid release spec (1 problem):".to_string(),
-        n => format!("invalid release spec ({n} problems):"),
+        n => format!(
+            "invalid release spec ({} problems):",
+            crate::bounds::count_text(n)
+        ),
     };
-    for error in errors {
+    for error in errors.iter().take(crate::bounds::MAX_LISTED) {
         out.push_str("\n  ");
         out.push_str(&error.to_string());
+    }
+    if errors.len() > crate::bounds::MAX_LISTED {
+        out.push_str("\n  ");
+        out.push_str(&crate::bounds::more_line(
+            errors.len() - crate::bounds::MAX_LISTED,
+        ));
     }
     out
 }

@@ -28,8 +28,9 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::io::Read;
 use std::path::Path;
+
+use crate::bounds;
 
 pub use error::{FieldError, SpecError};
 pub use model::{
@@ -39,26 +40,29 @@ pub use model::{
 };
 pub use validate::cookie_regex;
 
-/// Reads, parses and validates the release spec in `path`; `-` reads stdin.
+/// The most services one release may name. A release moves traffic service by service and its
+/// record lives in one ConfigMap; hundreds of services is already more than anyone can follow.
+pub const MAX_SERVICES: usize = 256;
+
+/// Reads, parses and validates the release spec in `path`; `-` reads stdin. A file over
+/// [`bounds::SPEC`] or nested deeper than [`bounds::MAX_NESTING`] is refused before it is parsed.
 pub fn load_file(path: &Path) -> Result<Release, SpecError> {
-    let io_error = |source| SpecError::Io {
-        path: path.to_path_buf(),
-        source,
+    let origin = if path == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
     };
-    if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(io_error)?;
-        return parse_str(&text, "<stdin>");
-    }
-    let text = std::fs::read_to_string(path).map_err(io_error)?;
-    parse_str(&text, &path.display().to_string())
+    let text = bounds::read(path, &origin, bounds::SPEC).map_err(|e| match e {
+        bounds::InputError::Io { path, source } => SpecError::Io { path, source },
+        other => SpecError::Bounds(other),
+    })?;
+    parse_str(&text, &origin)
 }
 
 /// Parses and validates a release spec. `origin` names where the text came from in messages (a
 /// file name, `<stdin>`).
 pub fn parse_str(yaml: &str, origin: &str) -> Result<Release, SpecError> {
+    bounds::check(yaml, origin, bounds::SPEC).map_err(SpecError::Bounds)?;
     let blank = yaml.lines().all(|line| {
         let line = line.trim();
         line.is_empty() || line.starts_with('#') || line == "---" || line == "..."
@@ -83,6 +87,19 @@ pub fn parse_str(yaml: &str, origin: &str) -> Result<Release, SpecError> {
 impl Release {
     /// Checks every rule of the spec; [`SpecError::Invalid`] lists all problems found.
     pub fn validate(&self) -> Result<(), SpecError> {
+        // Checked first and alone: every later step (validation, rendering, applying) grows with
+        // the number of services, and the one problem worth reporting is this one.
+        let count = self.spec.services.len();
+        if count > MAX_SERVICES {
+            return Err(SpecError::Invalid(vec![FieldError::new(
+                "spec.services",
+                "",
+                format!(
+                    "{} services is over the limit of {MAX_SERVICES} services in one release",
+                    bounds::count_text(count)
+                ),
+            )]));
+        }
         let problems = validate::validate(self);
         if problems.is_empty() {
             Ok(())

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::error::SpecError;
 use super::model::{Release, API_VERSION, DEFAULT_APP_LABEL, DEFAULT_VERSION_LABEL, KIND};
-use crate::cluster::state::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// What `init` is pointed at on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

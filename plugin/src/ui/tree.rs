@@ -1,5 +1,6 @@
 //! The release status tree of `kubectl canary get`: release → services → subsets with weights and
-//! pods, the rules in force, and the last decision. Rendered from a plain [`ReleaseView`], so the
+//! pods, the rules in force, the last decision, and any drift between the record and the live
+//! objects. Drawn from the plain view model `release::view` builds ([`ReleaseView`]), so the
 //! `--color=never` output is a stable golden text.
 
 use std::fmt::Write as _;
@@ -7,63 +8,7 @@ use std::fmt::Write as _;
 use owo_colors::{OwoColorize, Stream::Stdout};
 use policy_sdk::{Match, Role, Rule, StringMatch};
 
-/// Everything the tree shows about a release.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReleaseView {
-    /// Release name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Phase (`Progressing`, `Promoted`, ...).
-    pub phase: String,
-    /// Current stage index and name, if a stage was applied.
-    pub stage: Option<(u32, String)>,
-    /// The policy, as `name@sha256:<12 hex>`.
-    pub policy: String,
-    /// Services in spec order.
-    pub services: Vec<ServiceView>,
-    /// The last decision recorded.
-    pub last_decision: Option<DecisionView>,
-}
-
-/// One service of the release.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceView {
-    /// Service name.
-    pub name: String,
-    /// Versions present.
-    pub subsets: Vec<SubsetView>,
-    /// The routing rules in force, in order.
-    pub rules: Vec<Rule>,
-}
-
-/// One version of a service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubsetView {
-    /// Its role.
-    pub role: Role,
-    /// Istio subset name.
-    pub subset: String,
-    /// Version label value.
-    pub version: String,
-    /// Share of default (unmatched) traffic, percent.
-    pub weight: Option<f64>,
-    /// Ready pods.
-    pub pods_ready: u32,
-    /// All pods.
-    pub pods_total: u32,
-}
-
-/// The last policy decision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecisionView {
-    /// Action (`advance`, `hold`, ...).
-    pub action: String,
-    /// When (RFC 3339).
-    pub at: String,
-    /// The policy's reason.
-    pub reason: String,
-}
+use crate::release::view::{ReleaseView, SubsetView};
 
 /// Render the tree. Colour follows the process-wide choice made by `ui::color::install`.
 pub fn render(view: &ReleaseView) -> String {
@@ -97,10 +42,13 @@ pub fn render(view: &ReleaseView) -> String {
             } else {
                 "├── "
             };
-            let weight = sub
+            let mut weight = sub
                 .weight
                 .map(|w| format!("{w:>5.1}%"))
                 .unwrap_or_else(|| "     -".to_string());
+            if let Some(live) = live_differs(sub) {
+                weight = format!("{weight} {}", live.if_supports_color(Stdout, |t| t.red()));
+            }
             let pods = format!("pods {}/{}", sub.pods_ready, sub.pods_total);
             let pods = if sub.pods_ready == sub.pods_total && sub.pods_total > 0 {
                 pods.if_supports_color(Stdout, |t| t.green()).to_string()
@@ -130,7 +78,23 @@ pub fn render(view: &ReleaseView) -> String {
     if let Some(d) = &view.last_decision {
         let _ = writeln!(out, "last decision: {} at {}: {}", d.action, d.at, d.reason);
     }
+    for line in &view.drift {
+        let _ = writeln!(
+            out,
+            "{} {line}",
+            "DRIFT:".if_supports_color(Stdout, |t| t.red())
+        );
+    }
     out
+}
+
+/// `(live 100.0%)` when the live VirtualService gives a subset another share than the record.
+fn live_differs(sub: &SubsetView) -> Option<String> {
+    let live = sub.live_weight?;
+    match sub.weight {
+        Some(recorded) if (recorded - live).abs() < 0.05 => None,
+        _ => Some(format!("(live {live:.1}%)")),
+    }
 }
 
 fn phase(p: &str) -> String {
@@ -229,6 +193,7 @@ mod tests {
     use policy_sdk::Destination;
 
     use super::*;
+    use crate::release::view::{DecisionView, ServiceView};
 
     fn voting_view() -> ReleaseView {
         let tester = Match {
@@ -269,6 +234,7 @@ mod tests {
                     subset: "v1-0".into(),
                     version: "1.0".into(),
                     weight: Some(90.0),
+                    live_weight: Some(90.0),
                     pods_ready: 3,
                     pods_total: 3,
                 },
@@ -277,6 +243,7 @@ mod tests {
                     subset: "v2-0".into(),
                     version: "2.0".into(),
                     weight: Some(10.0),
+                    live_weight: Some(10.0),
                     pods_ready: ready,
                     pods_total: 1,
                 },
@@ -305,6 +272,7 @@ mod tests {
                 at: "2026-11-22T10:05:00Z".into(),
                 reason: "pause 5m elapsed; 0% -> 10%".into(),
             }),
+            drift: Vec::new(),
         }
     }
 
@@ -328,6 +296,28 @@ voting-v2 (voting)  Progressing  stage 1 (10%)  policy progressive@sha256:012345
 last decision: advance at 2026-11-22T10:05:00Z: pause 5m elapsed; 0% -> 10%
 ";
         assert_eq!(render(&voting_view()), expected);
+    }
+
+    #[test]
+    fn drift_is_shown_beside_the_weights_and_below_the_tree() {
+        owo_colors::set_override(false);
+        let mut view = voting_view();
+        view.services.truncate(1);
+        view.services[0].subsets[0].live_weight = Some(100.0);
+        view.services[0].subsets[1].live_weight = Some(0.0);
+        view.drift = vec!["the VirtualService voting-app routes stable 100%, the record says stable 90%, canary 10%; `kubectl canary step voting-v2 -n voting` will converge it".into()];
+        let expected = "\
+voting-v2 (voting)  Progressing  stage 1 (10%)  policy progressive@sha256:0123456789ab
+└── service voting-app
+    ├── stable v1-0       version=1.0  90.0% (live 100.0%)  pods 3/3
+    ├── canary v2-0       version=2.0  10.0% (live 0.0%)  pods 1/1
+    └── rules
+        ├── #0 header cookie ~ ^(.*?;)?(user=tester)(;.*)?$ → canary 100%
+        └── #1 everything else → stable 90%, canary 10%
+last decision: advance at 2026-11-22T10:05:00Z: pause 5m elapsed; 0% -> 10%
+DRIFT: the VirtualService voting-app routes stable 100%, the record says stable 90%, canary 10%; `kubectl canary step voting-v2 -n voting` will converge it
+";
+        assert_eq!(render(&view), expected);
     }
 
     #[test]

@@ -19,38 +19,185 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Run `kubectl-canary <args>` with no colour, no kubeconfig from the environment, and a HOME
-/// without `.kube`, so no real cluster is ever contacted.
+/// `kubectl-canary` with arguments, environment and stdin, ready to run: the one way the
+/// plugin's tests start the binary. It starts with no colour, no kubeconfig from the
+/// environment, a HOME without `.kube` and a fresh policy cache, so no real cluster or user
+/// state is ever touched.
+pub struct TestCommand {
+    command: Command,
+    args: Vec<std::ffi::OsString>,
+    stdin: Option<Vec<u8>>,
+    _home: tempfile::TempDir,
+}
+
+impl TestCommand {
+    /// `kubectl-canary <args>`.
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let home = tempfile::tempdir().expect("temporary HOME");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-canary"));
+        command
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG")
+            .env("HOME", home.path())
+            .env("KUBECTL_CANARY_CACHE", home.path().join("cache"));
+        TestCommand {
+            command,
+            args: Vec::new(),
+            stdin: None,
+            _home: home,
+        }
+        .args(args)
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// More arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Set an environment variable.
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Run in `dir` (default: the test's working directory).
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Run in the repository root, where `examples/` is.
+    pub fn in_repo(self) -> Self {
+        self.current_dir(repo(""))
+    }
+
+    /// Feed `text` on stdin (default: none).
+    pub fn stdin(mut self, text: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(text.into());
+        self
+    }
+
+    /// Run to completion and capture everything.
+    pub fn run(mut self) -> Run {
+        use std::io::Write;
+        self.command
+            .args(&self.args)
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("run kubectl-canary");
+        if let Some(input) = self.stdin.take() {
+            let mut pipe = child.stdin.take().expect("stdin");
+            // The binary may stop reading early (a size limit): a broken pipe is its answer.
+            let _ = pipe.write_all(&input);
+        }
+        let output = child.wait_with_output().expect("kubectl-canary output");
+        Run {
+            command: format!(
+                "kubectl-canary {}",
+                self.args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `kubectl-canary <args>` (see [`TestCommand`]).
 pub fn canary<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let home = tempfile::tempdir().expect("temporary HOME");
-    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-canary"))
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .env_remove("KUBECONFIG")
-        .env("HOME", home.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl-canary");
-    Run {
-        command: format!(
-            "kubectl-canary {}",
-            args.iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    TestCommand::new(args).run()
+}
+
+/// A path in the repository (`examples/voting-app.yaml`).
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// An example spec of `examples/`.
+pub fn example(name: &str) -> PathBuf {
+    repo("examples").join(name)
+}
+
+/// True when running in CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `found`, or (when it is `None`) a skip: a message locally, a failure under `CI=true`.
+#[track_caller]
+pub fn require<T>(found: Option<T>, what: &str) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{what} is absent, and CI=true: install it (see .ci/run) instead of skipping"
+        );
+        eprintln!("skipping: {what} is absent");
     }
+    found
+}
+
+/// `/usr/bin/kubectl`, if present.
+pub fn kubectl() -> Option<PathBuf> {
+    let path = PathBuf::from("/usr/bin/kubectl");
+    path.exists().then_some(path)
+}
+
+/// The shared fixtures (`../shared` beside the workspace), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = repo("../shared");
+    dir.join("fixtures").is_dir().then_some(dir)
 }
 
 impl Run {
+    /// The exit code (a signal is a test failure).
+    #[track_caller]
+    pub fn exit_code(&self) -> i32 {
+        self.code
+            .unwrap_or_else(|| panic!("`{}` was killed by a signal", self.command))
+    }
+
+    /// Assert stderr is exactly `line` (and a newline).
+    #[track_caller]
+    pub fn stderr_is(self, line: &str) -> Self {
+        assert_eq!(
+            self.stderr,
+            format!("{line}\n"),
+            "`{}` stderr\n--- stdout\n{}",
+            self.command,
+            self.stdout
+        );
+        self
+    }
+
     /// Assert the exit code.
     #[track_caller]
     pub fn code(self, expected: i32) -> Self {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod propagation;
+
 /// A directory holding only `kubectl-canary` (a link to the freshly built binary), for `PATH`.
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -130,6 +132,21 @@ impl Kubectl {
         S: AsRef<std::ffi::OsStr>,
     {
         use std::io::Write;
+        let mut running = self.spawn(args);
+        if let Some(mut input) = running.child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        running.wait()
+    }
+
+    /// Start `kubectl <args>` without waiting (standard input closed when it is read); finish
+    /// with [`Running::wait`]. Plugins run in kubectl's own process (kubectl execs them), so
+    /// killing the child kills the plugin.
+    pub fn spawn<I, S>(&self, args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let mut path = vec![plugin_dir().to_path_buf()];
         if let Some(p) = std::env::var_os("PATH") {
@@ -149,14 +166,11 @@ impl Kubectl {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {:?}: {e}", self.bin));
-        if let Some(mut input) = child.stdin.take() {
-            let _ = input.write_all(stdin.as_bytes());
-        }
-        let output = child.wait_with_output().expect("wait for kubectl");
-        Run {
+        Running {
+            child,
             command: format!(
                 "{} {}",
                 self.bin.display(),
@@ -165,10 +179,35 @@ impl Kubectl {
                     .collect::<Vec<_>>()
                     .join(" ")
             ),
+        }
+    }
+}
+
+/// A started run (see [`Kubectl::spawn`]).
+#[derive(Debug)]
+pub struct Running {
+    /// The process.
+    pub child: std::process::Child,
+    command: String,
+}
+
+impl Running {
+    /// Wait for the process and capture everything.
+    pub fn wait(mut self) -> Run {
+        drop(self.child.stdin.take());
+        let output = self.child.wait_with_output().expect("wait for kubectl");
+        Run {
+            command: self.command,
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// SIGKILL the process, then collect what it printed.
+    pub fn kill(mut self) -> Run {
+        let _ = self.child.kill();
+        self.wait()
     }
 }
 
@@ -274,7 +313,11 @@ impl TestCluster {
                     .expect("install Istio CRDs");
             }
         }
-        let kubectl = kubectl.kubeconfig(emulator.kubeconfig_path());
+        // This emulator writes no propagation status: keep API-level ordering tests exact
+        // (the propagation tests start their clusters with `propagation::start_propagating`).
+        let kubectl = kubectl
+            .kubeconfig(emulator.kubeconfig_path())
+            .env("KUBECTL_CANARY_WAIT_PROPAGATION", "never");
         Some(TestCluster { emulator, kubectl })
     }
 
@@ -301,6 +344,17 @@ impl TestCluster {
         self.kubectl.run(all)
     }
 
+    /// Start `kubectl canary <args>` without waiting for it.
+    pub fn canary_spawn<I, S>(&self, args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut all: Vec<OsString> = vec!["canary".into()];
+        all.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.kubectl.spawn(all)
+    }
+
     /// `kubectl get <resource> <name> -n <ns> -o json`.
     #[track_caller]
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> serde_json::Value {
@@ -319,18 +373,15 @@ impl TestCluster {
     }
 
     /// Assert that no state the server went through had a VirtualService routing to a subset
-    /// its DestinationRule lacks (the 503 window make-before-break must avoid).
+    /// its DestinationRule lacks (the 503 window make-before-break must avoid). The check is
+    /// [`routes_to_missing_subsets`], written apart from the product's own.
     #[track_caller]
     pub fn assert_no_dangling_subsets(&self) {
-        use kubectl_canary::cluster::order::{dangling_subsets, ObjectSet};
         let result = self.emulator.audit().check(|state| {
-            let objects = state
-                .of("networking.istio.io", "virtualservices")
-                .into_iter()
-                .chain(state.of("networking.istio.io", "destinationrules"))
-                .cloned();
-            let (set, _) = ObjectSet::from_objects(objects);
-            let dangling = dangling_subsets(&set);
+            let dangling = routes_to_missing_subsets(
+                &state.of("networking.istio.io", "virtualservices"),
+                &state.of("networking.istio.io", "destinationrules"),
+            );
             if dangling.is_empty() {
                 Ok(())
             } else {
@@ -339,6 +390,64 @@ impl TestCluster {
         });
         if let Err(violation) = result {
             panic!("{violation}");
+        }
+    }
+
+    /// Assert that the routing in force is what the release record says: every VirtualService,
+    /// DestinationRule and PeerAuthentication the record describes is live with the same spec.
+    #[track_caller]
+    pub fn assert_record_matches_routing(&self, namespace: &str, release: &str) {
+        let record = self
+            .canary(["get", release, "-n", namespace, "-o", "json"])
+            .success()
+            .json();
+        let record: kubectl_canary::release::record::ReleaseRecord =
+            serde_json::from_value(record).expect("a release record");
+        let want =
+            kubectl_canary::release::desired::desired_objects(&record).expect("the record renders");
+        let live = self
+            .kubectl
+            .run([
+                "get",
+                "virtualservices,destinationrules,peerauthentications",
+                "-n",
+                namespace,
+                "-o",
+                "json",
+            ])
+            .success()
+            .json();
+        let live: std::collections::BTreeMap<(String, String), serde_json::Value> = live["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|o| {
+                (
+                    (
+                        o["kind"].as_str().unwrap_or("").to_string(),
+                        o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    ),
+                    o["spec"].clone(),
+                )
+            })
+            .collect();
+        for object in want.routing() {
+            let key = (
+                object["kind"].as_str().unwrap_or("").to_string(),
+                object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            assert_eq!(
+                live.get(&key),
+                Some(&object["spec"]),
+                "{key:?}: the routing in force differs from the record (phase {:?}, stage {} ({}), generation {})",
+                record.phase,
+                record.stage.index,
+                record.stage.name,
+                record.generation
+            );
         }
     }
 
@@ -362,5 +471,106 @@ impl TestCluster {
                 )
             })
             .collect()
+    }
+}
+
+/// `(namespace/virtualservice, host, subset)` for every route destination whose subset the
+/// host's DestinationRule lacks. Objects are keyed by namespace and name; a destination host is
+/// the short name of a Service in the VirtualService's namespace (or `name.namespace[.svc…]`),
+/// and a DestinationRule's `host` is resolved the same way in its own namespace.
+pub fn routes_to_missing_subsets(
+    virtual_services: &[&serde_json::Value],
+    destination_rules: &[&serde_json::Value],
+) -> Vec<(String, String, String)> {
+    use std::collections::{BTreeMap, BTreeSet};
+    fn text<'a>(v: &'a serde_json::Value, path: &str) -> &'a str {
+        v.pointer(path)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    }
+    /// `(namespace, service)` a host names, seen from `namespace`.
+    fn service_of(host: &str, namespace: &str) -> (String, String) {
+        let mut parts = host.split('.');
+        let name = parts.next().unwrap_or("").to_string();
+        let ns = parts.next().filter(|p| !p.is_empty()).unwrap_or(namespace);
+        (ns.to_string(), name)
+    }
+    let mut subsets: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for dr in destination_rules {
+        let ns = text(dr, "/metadata/namespace");
+        let entry = subsets
+            .entry(service_of(text(dr, "/spec/host"), ns))
+            .or_default();
+        for subset in dr
+            .pointer("/spec/subsets")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            entry.insert(text(subset, "/name").to_string());
+        }
+    }
+    let mut missing = Vec::new();
+    for vs in virtual_services {
+        let ns = text(vs, "/metadata/namespace");
+        let name = format!("{ns}/{}", text(vs, "/metadata/name"));
+        for section in ["http", "tcp", "tls"] {
+            for rule in vs
+                .pointer(&format!("/spec/{section}"))
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for dest in rule
+                    .get("route")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let subset = text(dest, "/destination/subset");
+                    if subset.is_empty() {
+                        continue;
+                    }
+                    let host = text(dest, "/destination/host");
+                    let known = subsets
+                        .get(&service_of(host, ns))
+                        .is_some_and(|s| s.contains(subset));
+                    if !known {
+                        missing.push((name.clone(), host.to_string(), subset.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::routes_to_missing_subsets;
+
+    #[test]
+    fn a_route_is_checked_against_the_rule_of_its_own_namespace() {
+        let vs = |ns: &str, subset: &str| {
+            json!({"metadata": {"namespace": ns, "name": "web"},
+                   "spec": {"http": [{"route": [{"destination": {"host": "web", "subset": subset}}]}]}})
+        };
+        let dr = |ns: &str, subset: &str| {
+            json!({"metadata": {"namespace": ns, "name": "web"},
+                   "spec": {"host": "web", "subsets": [{"name": subset}]}})
+        };
+        let (a, b) = (vs("a", "v2"), dr("b", "v2"));
+        // Same names, other namespace: the subset is missing where the route is.
+        assert_eq!(
+            routes_to_missing_subsets(&[&a], &[&b]),
+            [("a/web".to_string(), "web".to_string(), "v2".to_string())]
+        );
+        let c = dr("a", "v2");
+        assert!(routes_to_missing_subsets(&[&a], &[&b, &c]).is_empty());
+        let fqdn = json!({"metadata": {"namespace": "b", "name": "web"},
+                          "spec": {"host": "web.a.svc.cluster.local", "subsets": [{"name": "v2"}]}});
+        assert!(routes_to_missing_subsets(&[&a], &[&fqdn]).is_empty());
     }
 }

@@ -244,3 +244,177 @@ async fn crash_matrix_undo() {
     )
     .await;
 }
+
+/// Run `setup`, then `command` killed with SIGKILL once the server has seen `k` of its
+/// requests, for k from 1 to the number the command makes (each request slowed down so the
+/// kill lands between two of them); then rerun `command`: it must converge to the
+/// uninterrupted result, and no state the server went through may route to a missing subset.
+async fn sigkill_matrix(
+    name: &str,
+    example: &str,
+    ns: &str,
+    release: &str,
+    setup: &[&[&str]],
+    command: &[&str],
+) {
+    let Some(reference) = TestCluster::start_light(name).await else {
+        return;
+    };
+    let (spec, _) = reference.example(example);
+    let spec = spec.to_str().unwrap().to_string();
+    let with_spec = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| {
+                if *a == "SPEC" {
+                    spec.clone()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect()
+    };
+    for step in setup {
+        reference.canary(with_spec(step)).success();
+    }
+    reference.emulator.audit().clear();
+    reference.canary(with_spec(command)).success();
+    let requests = reference.emulator.audit().records().len();
+    let expected = outcome(&reference, ns, release);
+    assert!(requests > 1, "{name}: the command made {requests} requests");
+
+    for k in 1..=requests {
+        let c = TestCluster::start_light(name)
+            .await
+            .expect("kubectl was there a moment ago");
+        c.example(example);
+        for step in setup {
+            c.canary(with_spec(step)).success();
+        }
+        c.emulator.audit().clear();
+        c.emulator
+            .faults()
+            .set_latency(std::time::Duration::from_millis(40));
+        let mut running = c.canary_spawn(with_spec(command));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let seen = c.emulator.audit().records().len();
+            let exited = running
+                .child
+                .try_wait()
+                .expect("poll the command")
+                .is_some();
+            if seen >= k || exited {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} k={k}: the command made only {seen} requests"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let killed = running.kill();
+        c.emulator.faults().clear();
+        assert!(
+            killed.code.is_none() || killed.code == Some(0),
+            "{name} k={k}: {killed:#?}"
+        );
+        c.canary(with_spec(command)).success();
+        assert_eq!(
+            outcome(&c, ns, release),
+            expected,
+            "{name}: killed after request {k} of {requests}"
+        );
+        c.assert_no_dangling_subsets();
+        c.assert_record_matches_routing(ns, release);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_matrix_start() {
+    sigkill_matrix(
+        "sigkill_start",
+        "nginx-weighted.yaml",
+        "demo",
+        "nginx-v2",
+        &[],
+        &["start", "-f", "SPEC"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on main (issue 11 open): a rerun after SIGKILL of step or promote does not reach the uninterrupted result in every case"]
+async fn sigkill_matrix_step_and_promote() {
+    sigkill_matrix(
+        "sigkill_step",
+        "bookinfo-reviews.yaml",
+        "default",
+        "reviews-v3",
+        &[&["start", "-f", "SPEC"]],
+        &["step", "reviews-v3", "-n", "default"],
+    )
+    .await;
+    sigkill_matrix(
+        "sigkill_promote",
+        "frontend-backend.yaml",
+        "default",
+        "frontend-backend-v2",
+        &[&["start", "-f", "SPEC"]],
+        &["promote", "frontend-backend-v2", "-n", "default"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_matrix_set_weight_and_abort() {
+    sigkill_matrix(
+        "sigkill_set_weight",
+        "frontend-backend.yaml",
+        "default",
+        "frontend-backend-v2",
+        &[&["start", "-f", "SPEC"]],
+        &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
+    )
+    .await;
+    sigkill_matrix(
+        "sigkill_abort",
+        "frontend-backend.yaml",
+        "default",
+        "frontend-backend-v2",
+        &[
+            &["start", "-f", "SPEC"],
+            &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
+        ],
+        &["abort", "frontend-backend-v2", "-n", "default"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_matrix_finalize_and_undo() {
+    sigkill_matrix(
+        "sigkill_finalize",
+        "nginx-weighted.yaml",
+        "demo",
+        "nginx-v2",
+        &[
+            &["start", "-f", "SPEC"],
+            &["promote", "nginx-v2", "-n", "demo"],
+        ],
+        &["finalize", "nginx-v2", "-n", "demo"],
+    )
+    .await;
+    sigkill_matrix(
+        "sigkill_undo",
+        "nginx-weighted.yaml",
+        "demo",
+        "nginx-v2",
+        &[
+            &["start", "-f", "SPEC"],
+            &["promote", "nginx-v2", "-n", "demo"],
+            &["finalize", "nginx-v2", "-n", "demo"],
+        ],
+        &["undo", "nginx-v2", "-n", "demo"],
+    )
+    .await;
+}

@@ -72,6 +72,9 @@ pub struct Options {
     pub record_states: bool,
     /// Where to write the kubeconfig; a temporary file when None.
     pub kubeconfig: Option<PathBuf>,
+    /// Emulate istiod's configuration status (`Reconciled`, `observedGeneration`) on Istio
+    /// objects; None: no status is written, as with Istio's status disabled.
+    pub propagation: Option<crate::propagation::Propagation>,
 }
 
 impl Default for Options {
@@ -83,6 +86,7 @@ impl Default for Options {
             data_dir: None,
             record_states: true,
             kubeconfig: None,
+            propagation: None,
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Emulator {
     ca_pem: String,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    propagation: crate::propagation::Config,
 }
 
 /// A directory removed on drop (for the default kubeconfig location).
@@ -174,8 +179,10 @@ impl Emulator {
             ca_pem: tls.ca_pem.clone(),
             stop,
             task: Mutex::new(None),
+            propagation: Arc::new(Mutex::new(opts.propagation.clone())),
         };
         emu.write_kubeconfig(&kubeconfig)?;
+        crate::propagation::spawn(shared.clone(), emu.propagation.clone());
         let task = tokio::spawn(serve(listener, shared, stop_rx, tls.acceptor));
         *emu.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(emu)
@@ -227,6 +234,20 @@ impl Emulator {
     /// The fault table.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// Change how istiod's status writer is emulated from the next write on (None: write no
+    /// status); e.g. mark an object stuck, or release it.
+    pub fn set_propagation(&self, propagation: Option<crate::propagation::Propagation>) {
+        *self.propagation.lock().unwrap_or_else(|e| e.into_inner()) = propagation;
+    }
+
+    /// How istiod's status writer is emulated now.
+    pub fn propagation(&self) -> Option<crate::propagation::Propagation> {
+        self.propagation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs `f` with the cluster locked (direct access for tests).

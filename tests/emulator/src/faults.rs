@@ -14,6 +14,65 @@ pub enum FaultAction {
     Drop,
     /// Wait this long, then serve the request normally.
     Delay(Duration),
+    /// Wait until the gate opens, then serve the request normally.
+    Gate(Gate),
+}
+
+/// A latch the test controls: requests held at it wait until [`Gate::open`]. Tests use it to
+/// release several client processes at once (each one's first request held until all have
+/// arrived), which no amount of latency guarantees on a loaded machine.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
+    open: tokio::sync::watch::Sender<bool>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Gate {
+            inner: Arc::new(GateInner {
+                open: tokio::sync::watch::channel(false).0,
+                waiting: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// How many requests are held at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Let every held request (and every later one) through.
+    pub fn open(&self) {
+        self.inner.open.send_replace(true);
+    }
+
+    /// Wait until the gate is open.
+    pub(crate) async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut open = self.inner.open.subscribe();
+        self.inner.waiting.fetch_add(1, SeqCst);
+        let _ = open.wait_for(|o| *o).await;
+        self.inner.waiting.fetch_sub(1, SeqCst);
+    }
 }
 
 /// A fault: which requests it matches, on which match it fires, and what it does.
@@ -74,6 +133,12 @@ impl Fault {
     /// Delays the request.
     pub fn delay(mut self, d: Duration) -> Self {
         self.action = FaultAction::Delay(d);
+        self
+    }
+
+    /// Holds the request until `gate` opens.
+    pub fn gate(mut self, gate: Gate) -> Self {
+        self.action = FaultAction::Gate(gate);
         self
     }
 }
@@ -170,5 +235,37 @@ mod tests {
             vec![FaultAction::Status(409)]
         );
         assert!(f.on_request("patch", "virtualservices").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_gate_holds_requests_until_opened_then_lets_all_through() {
+        let gate = Gate::new();
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let g = gate.clone();
+                tokio::spawn(async move { g.pass().await })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while gate.waiting() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "requests never reached the gate"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(held.iter().all(|h| !h.is_finished()));
+        gate.open();
+        for h in held {
+            h.await.unwrap();
+        }
+        assert_eq!(gate.waiting(), 0);
+        // Open stays open.
+        gate.pass().await;
     }
 }

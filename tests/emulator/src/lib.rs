@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod controller;
+pub mod decode;
 pub mod discovery;
 mod emulator;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod kubeconfig;
 pub mod openapi_pb;
 pub mod patch;
 pub mod persist;
+pub mod propagation;
 pub mod protobuf;
 pub mod resources;
 pub mod selector;
@@ -41,7 +43,8 @@ pub use audit::{AuditLog, AuditRecord, Snapshot, Violation};
 pub use cluster::{Cluster, ObjectRef};
 pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;
-pub use faults::{Fault, FaultAction, Faults};
+pub use faults::{Fault, FaultAction, Faults, Gate};
+pub use propagation::Propagation;
 pub use resources::ResourceInfo;
 
 pub mod schema;

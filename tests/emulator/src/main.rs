@@ -1,23 +1,41 @@
 //! `kube-emulator`: run the emulated Kubernetes API server standalone.
 //!
-//! `kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token T]`
+//! `kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token T]
+//! [--propagation-delay DURATION [--propagation-proxies N] [--propagation-stuck NAME]...]`
 
 use anyhow::{bail, Context, Result};
-use kube_emulator::{Emulator, Options};
+use kube_emulator::{Emulator, Options, Propagation};
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN]";
+const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN] [--propagation-delay DURATION] [--propagation-proxies N] [--propagation-stuck NAME]...";
+
+/// `kube-emulator serve --help` (and `kube-emulator --help`).
+const HELP: &str = "\
+kube-emulator serve: run the emulated Kubernetes API server on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN]
+
+Flags:
+  --kubeconfig FILE  write a kubeconfig for kubectl and kube-rs here (required)
+  --port N           port to listen on (default: a free one)
+  --data-dir DIR     keep the cluster's objects in DIR, and load them from it at start
+  --minor N          the Kubernetes minor version /version reports (default 33; it chooses kubectl 1.N)
+  --token TOKEN      the bearer token clients must send (default: a random one)
+  -h, --help         print this help";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         record_states: false,
         ..Options::default()
     };
+    let mut propagation: Option<Propagation> = None;
+    let mut proxies = None;
+    let mut stuck = Vec::new();
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("serve") => {}
         Some("-h" | "--help") => {
-            println!("{USAGE}");
+            println!("{HELP}");
             std::process::exit(0);
         }
         _ => bail!("expected the `serve` subcommand\n{USAGE}"),
@@ -34,18 +52,63 @@ fn parse(args: &[String]) -> Result<Options> {
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))
         };
         match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
             "--kubeconfig" => opts.kubeconfig = Some(PathBuf::from(value()?)),
             "--port" => opts.port = value()?.parse().context("--port must be a number")?,
             "--data-dir" => opts.data_dir = Some(PathBuf::from(value()?)),
             "--minor" => opts.minor = value()?.parse().context("--minor must be a number")?,
             "--token" => opts.token = Some(value()?),
+            "--propagation-delay" => {
+                let delay = parse_duration(&value()?).context("--propagation-delay")?;
+                propagation
+                    .get_or_insert_with(|| Propagation::after(delay))
+                    .delay = delay;
+            }
+            "--propagation-proxies" => {
+                let n: u32 = value()?
+                    .parse()
+                    .context("--propagation-proxies must be a number")?;
+                if n == 0 {
+                    bail!("--propagation-proxies must be at least 1");
+                }
+                proxies = Some(n);
+            }
+            "--propagation-stuck" => stuck.push(value()?),
             other => bail!("unknown flag {other:?}\n{USAGE}"),
         }
     }
     if opts.kubeconfig.is_none() {
         bail!("--kubeconfig is required\n{USAGE}");
     }
+    if propagation.is_none() && (proxies.is_some() || !stuck.is_empty()) {
+        bail!("--propagation-proxies and --propagation-stuck need --propagation-delay\n{USAGE}");
+    }
+    if let Some(p) = &mut propagation {
+        p.proxies = proxies.unwrap_or(p.proxies);
+        p.stuck = stuck;
+    }
+    opts.propagation = propagation;
     Ok(opts)
+}
+
+/// `250ms`, `2s`, `1m`: a number with the unit `ms`, `s` or `m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        bail!("{text:?} is not a duration (a number with the unit ms, s or m, e.g. 500ms or 2s)")
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration (e.g. 500ms or 2s)"))?;
+    Ok(std::time::Duration::from_millis(n * scale))
 }
 
 #[tokio::main]
@@ -82,4 +145,64 @@ async fn run(args: &[String]) -> Result<()> {
     eprintln!("kube-emulator: shutting down");
     emu.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn propagation_flags_configure_the_status_writer() {
+        let opts = parse(&args(&[
+            "serve",
+            "--kubeconfig",
+            "k",
+            "--propagation-delay=250ms",
+            "--propagation-stuck",
+            "frontend",
+            "--propagation-proxies",
+            "122",
+        ]))
+        .unwrap();
+        assert_eq!(
+            opts.propagation,
+            Some(Propagation {
+                delay: std::time::Duration::from_millis(250),
+                proxies: 122,
+                stuck: vec!["frontend".to_string()],
+            })
+        );
+        let opts = parse(&args(&["serve", "--kubeconfig", "k"])).unwrap();
+        assert_eq!(opts.propagation, None);
+        let err = parse(&args(&[
+            "serve",
+            "--kubeconfig",
+            "k",
+            "--propagation-stuck",
+            "x",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--propagation-proxies and --propagation-stuck need --propagation-delay\n{USAGE}"
+            )
+        );
+        let err = parse(&args(&[
+            "serve",
+            "--kubeconfig",
+            "k",
+            "--propagation-delay",
+            "soon",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "--propagation-delay: \"soon\" is not a duration (a number with the unit ms, s or m, e.g. 500ms or 2s)"
+        );
+    }
 }

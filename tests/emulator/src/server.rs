@@ -229,9 +229,9 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
+    let credentials = req.headers().get(header::AUTHORIZATION);
+    let anonymous = credentials.is_none();
+    let authorized = credentials
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| t.trim() == shared.token);
@@ -288,7 +288,11 @@ pub(crate) async fn handle(
             state,
         });
     };
-    if !authorized {
+    // kube-apiserver lets anyone (system:public-info-viewer) read /healthz, /livez, /readyz and
+    // /version; credentials that are present but wrong are still refused.
+    let public = matches!(route, Route::Health | Route::Version) && method == Method::GET;
+    let allowed = authorized || (public && anonymous);
+    if !allowed {
         let r = error_response(&ApiError::unauthorized());
         record(401);
         return Ok(r);
@@ -296,6 +300,7 @@ pub(crate) async fn handle(
     for action in shared.faults.on_request(info.verb, &info.resource) {
         match action {
             FaultAction::Delay(d) => tokio::time::sleep(d).await,
+            FaultAction::Gate(gate) => gate.pass().await,
             FaultAction::Drop => {
                 record(0);
                 return Err(std::io::Error::other("injected fault: connection dropped"));
@@ -326,6 +331,14 @@ pub(crate) async fn handle(
             return Ok(error_response(&ApiError::too_large()));
         }
     };
+    // Content negotiation happens before the handler runs (health answers in plain text to
+    // any Accept).
+    if !matches!(route, Route::Health) {
+        if let Err(e) = crate::decode::check_accept(&accept) {
+            record(e.code);
+            return Ok(error_response(&e));
+        }
+    }
     let rv_before = shared.lock().resource_version();
     let response = match route {
         Route::Resource { res, ns, name, sub } if info.verb == "watch" => watch_response(
@@ -469,13 +482,42 @@ const SCALE_PATCH_TYPES: &[&str] = &[
 
 fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     match media_type(ct).as_str() {
-        "application/json" | "" => serde_json::from_slice(body)
+        "application/json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}"))),
-        "application/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}"))),
+        "application/yaml" => {
+            crate::decode::check_yaml_depth(body)?;
+            serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}")))
+        }
         crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(other, BODY_TYPES)),
     }
+}
+
+/// Duplicate fields of a JSON create/update body, as kube-apiserver's strict decoder sees them:
+/// an error with `fieldValidation=Strict`, warnings with `Warn` (the default), nothing with
+/// `Ignore`.
+fn duplicates(
+    res: &ResourceInfo,
+    content_type: &str,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> Result<Vec<String>, ApiError> {
+    if media_type(content_type) != "application/json"
+        || opts.field_validation == FieldValidation::Ignore
+    {
+        return Ok(vec![]);
+    }
+    let found = crate::decode::duplicate_fields(body);
+    if opts.field_validation == FieldValidation::Strict && !found.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            found.join(", "),
+            kind = res.kind,
+            version = res.version
+        )));
+    }
+    Ok(found)
 }
 
 fn warning_headers(r: &mut Response<ResBody>, warnings: &[String]) {
@@ -564,6 +606,7 @@ fn resource_request(
         }
         "get" => (200, c.get(res, &ns, &name)?, vec![]),
         "list" => {
+            crate::decode::check_continue(q.get("continue").map(String::as_str).unwrap_or(""))?;
             let labels =
                 LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
             let fields = FieldSelector::parse(
@@ -592,14 +635,16 @@ fn resource_request(
             }
             let obj = parse_object(r.content_type, r.body)?;
             check_gvk(&obj)?;
+            let duplicates = duplicates(res, r.content_type, r.body, &opts)?;
             let (v, w) = c.create(res, &ns, obj, &opts)?;
-            (201, v, w)
+            (201, v, [duplicates, w].concat())
         }
         "update" => {
             let obj = parse_object(r.content_type, r.body)?;
             check_gvk(&obj)?;
+            let duplicates = duplicates(res, r.content_type, r.body, &opts)?;
             let (v, w) = c.update(res, &ns, &name, obj, &r.sub, &opts)?;
-            (200, v, w)
+            (200, v, [duplicates, w].concat())
         }
         "patch" => {
             let kind = match media_type(r.content_type).as_str() {
@@ -611,6 +656,7 @@ fn resource_request(
             };
             let body: Value = if kind == PatchType::Apply {
                 opts.manager = q.get("fieldManager").cloned().unwrap_or_default();
+                crate::decode::check_yaml_depth(r.body)?;
                 serde_yaml::from_slice(r.body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
             } else {

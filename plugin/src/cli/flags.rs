@@ -1,0 +1,102 @@
+//! Flags shared by several commands, each defined once (as ripgrep's `flags/defs.rs`): a command
+//! takes a group with `#[command(flatten)]` instead of declaring the flag again, so every flag has
+//! one name, one default and one help text wherever it appears.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `--cache-dir`: where compiled policy modules are kept between runs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CacheArgs {
+    /// Where compiled policy modules are cached (default: $KUBECTL_CANARY_CACHE, else
+    /// kubectl-canary in the user cache directory, e.g. $XDG_CACHE_HOME/kubectl-canary).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `--field-manager`: the manager name of server-side apply.
+#[derive(Debug, Clone, Args)]
+pub struct FieldManagerArgs {
+    /// Field manager for server-side apply (the name that owns the fields kubectl-canary sets).
+    #[arg(long, default_value = "kubectl-canary", value_name = "NAME")]
+    pub field_manager: String,
+}
+
+/// `-f/--filename` of the commands that read one release spec.
+#[derive(Debug, Clone, Args)]
+pub struct SpecFileArgs {
+    /// The release spec (YAML; - for stdin).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `--local` and `--istio-namespace` of the commands that read objects from the cluster, from
+/// files, or both (`lint`, `mtls status`); each declares its own `-f` (what the files are for
+/// differs).
+#[derive(Debug, Clone, Args)]
+pub struct ObjectSourceArgs {
+    /// Use only the files given with -f; do not contact the cluster.
+    #[arg(long, requires = "files")]
+    pub local: bool,
+    /// Istio's root namespace (where a selector-less PeerAuthentication sets the mesh default).
+    #[arg(long, default_value = "istio-system", value_name = "NAMESPACE")]
+    pub istio_namespace: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// Every long flag of every subcommand has one help text, whichever command declares it:
+    /// a second declaration with other words is what this module exists to prevent.
+    #[test]
+    fn each_flag_has_one_help_text() {
+        let mut seen = std::collections::BTreeMap::<String, (String, String)>::new();
+        let mut clashes = Vec::new();
+        fn walk(
+            command: &clap::Command,
+            path: &str,
+            seen: &mut std::collections::BTreeMap<String, (String, String)>,
+            clashes: &mut Vec<String>,
+        ) {
+            for arg in command.get_arguments() {
+                let (Some(long), Some(help)) = (arg.get_long(), arg.get_help()) else {
+                    continue;
+                };
+                // `-o/--output` and `-f/--filename` are per-command by nature (what is printed or
+                // read differs); the shared ones must agree.
+                // `--interval` is two flags: the wait of `run` and the refresh of `get --watch`.
+                if ["output", "filename", "help", "version", "interval"].contains(&long) {
+                    continue;
+                }
+                let help = help.to_string();
+                match seen.get(long) {
+                    Some((first, other)) if *other != help => clashes.push(format!(
+                        "--{long}: {first:?} says {other:?}, {path:?} says {help:?}"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        seen.insert(long.to_string(), (path.to_string(), help));
+                    }
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), seen, clashes);
+            }
+        }
+        let command = super::super::Cli::command();
+        walk(&command, "kubectl canary", &mut seen, &mut clashes);
+        assert_eq!(clashes, Vec::<String>::new());
+        // and the parser still accepts the shared flags where they belong
+        super::super::Cli::try_parse_from([
+            "kubectl-canary",
+            "plan",
+            "-f",
+            "x.yaml",
+            "--cache-dir",
+            "/tmp/c",
+        ])
+        .unwrap();
+    }
+}
