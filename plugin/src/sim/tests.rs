@@ -253,7 +253,8 @@ fn weights_are_relative() {
 
 #[test]
 fn all_zero_weights_are_refused() {
-    for weights in [vec![Some(0), Some(0)], vec![None, None], vec![Some(0)]] {
+    // A single destination is not weighted at all (it takes everything, see below).
+    for weights in [vec![Some(0), Some(0)], vec![None, None]] {
         let err = weighted(&weights)
             .simulate(&Request::new("svc"))
             .unwrap_err();
@@ -315,9 +316,17 @@ fn no_matching_rule_is_404() {
         t.simulate(&Request::new("api").path("/v2/x")).unwrap().rule,
         Some(0)
     );
-    // No VirtualService for the host at all.
+    // No VirtualService for the host at all: mesh callers get Kubernetes' default routing,
+    // a gateway request is a 404.
+    let v = t.simulate(&Request::new("other")).unwrap();
+    assert_eq!((&v.outcome, v.virtual_service.as_deref()), (&Outcome::Route, None));
     assert_eq!(
-        t.simulate(&Request::new("other")).unwrap().outcome,
+        v.default_routing.as_deref(),
+        Some("mesh callers of other reach every pod of the Service round-robin (Kubernetes default routing)")
+    );
+    let gw = GatewayRef::parse("istio-system/gw");
+    assert_eq!(
+        t.simulate(&Request::new("other").gateway(gw)).unwrap().outcome,
         Outcome::NoRoute
     );
 }
@@ -405,11 +414,13 @@ fn hosts_short_names_fqdn_and_wildcards() {
         let v = t.simulate(&Request::new(host)).unwrap();
         assert_eq!(v.virtual_service.as_deref(), Some("bookinfo/r"), "{host}");
     }
-    // A caller in another namespace saying just "reviews" means its own namespace's reviews.
+    // A caller in another namespace saying just "reviews" means its own namespace's reviews,
+    // which no VirtualService routes: Kubernetes' default routing.
     let v = t
         .simulate(&Request::new("reviews").namespace("other"))
         .unwrap();
-    assert_eq!(v.outcome, Outcome::NoRoute);
+    assert_eq!((&v.outcome, v.virtual_service.as_deref()), (&Outcome::Route, None));
+    assert!(v.default_routing.is_some(), "{v:?}");
     let gw = GatewayRef::parse("istio-system/gw");
     let v = t
         .simulate(&Request::new("blog.example.com").gateway(gw.clone()))
@@ -487,7 +498,15 @@ fn sampling_is_deterministic_and_follows_weights() {
     assert_eq!(tally[&v2], 25);
     assert_eq!(tally[&v1], 75);
     assert_eq!(
-        sample(&t, &[(Request::new("nowhere").gateway(ingress()), 1)], 5).unwrap()
+        sample(
+            &t,
+            &[(
+                Request::new("x").gateway(GatewayRef::parse("istio-system/other")),
+                1
+            )],
+            5
+        )
+        .unwrap()
             [&Target::Status(404)],
         5
     );
@@ -549,7 +568,7 @@ fn header_names_are_case_insensitive_and_pseudo_headers_match() {
     assert_eq!(v.outcome, Outcome::NoRoute);
     assert_eq!(
         v.trace[1].reasons,
-        [r#"header :method "GET" does not match exact "POST""#]
+        [r#"header :method "GET" does not match = POST"#]
     );
 }
 
