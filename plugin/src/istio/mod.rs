@@ -192,5 +192,23 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// The plain finding for mesh callers of a host no mesh VirtualService routes: they reach every
+/// pod of the Service round-robin, whatever the subsets and weights say. Shared by the route
+/// simulator and lint, so both say it in the same words.
+pub fn default_routing_finding(host: &str, subsets: &[String]) -> String {
+    match subsets {
+        [] => format!(
+            "mesh callers of {host} reach every pod of the Service round-robin (Kubernetes default routing)"
+        ),
+        [one] => format!(
+            "mesh callers of {host} reach every pod of the Service round-robin, not only subset {one} (Kubernetes default routing)"
+        ),
+        [init @ .., last] => format!(
+            "mesh callers of {host} reach {} and {last} round-robin, ignoring the weights (Kubernetes default routing)",
+            init.join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -300,7 +300,7 @@ fn mesh_default_routing(inv: &Inventory, out: &mut Vec<Finding>) {
                     format!(
                         "{}: no VirtualService bound to mesh routes {host}, so {}",
                         "bound to ingress gateways only",
-                        crate::sim::default_routing_finding(host, &subsets)
+                        crate::istio::default_routing_finding(host, &subsets)
                     ),
                 )
                 .field(format!("spec.hosts[{i}]"))

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+pub use crate::istio::default_routing_finding;
 use crate::istio::{
     host_matches, qualify_host, DestinationRule, Gateway, HttpMatchRequest, HttpRoute, IstioObject,
     StringMatch, VirtualService,
@@ -658,23 +659,6 @@ fn header_value<'r>(request: &'r Request, authority: &'r str, name: &str) -> Opt
         ":path" => Some(&request.path),
         ":scheme" => Some(&request.scheme),
         _ => request.headers.get(&name).map(String::as_str),
-    }
-}
-
-/// The plain finding for mesh callers of a host no mesh VirtualService routes: they reach every
-/// pod of the Service round-robin, whatever the subsets and weights say.
-pub fn default_routing_finding(host: &str, subsets: &[String]) -> String {
-    match subsets {
-        [] => format!(
-            "mesh callers of {host} reach every pod of the Service round-robin (Kubernetes default routing)"
-        ),
-        [one] => format!(
-            "mesh callers of {host} reach every pod of the Service round-robin, not only subset {one} (Kubernetes default routing)"
-        ),
-        [init @ .., last] => format!(
-            "mesh callers of {host} reach {} and {last} round-robin, ignoring the weights (Kubernetes default routing)",
-            init.join(", ")
-        ),
     }
 }
 

@@ -319,14 +319,19 @@ fn no_matching_rule_is_404() {
     // No VirtualService for the host at all: mesh callers get Kubernetes' default routing,
     // a gateway request is a 404.
     let v = t.simulate(&Request::new("other")).unwrap();
-    assert_eq!((&v.outcome, v.virtual_service.as_deref()), (&Outcome::Route, None));
+    assert_eq!(
+        (&v.outcome, v.virtual_service.as_deref()),
+        (&Outcome::Route, None)
+    );
     assert_eq!(
         v.default_routing.as_deref(),
         Some("mesh callers of other reach every pod of the Service round-robin (Kubernetes default routing)")
     );
     let gw = GatewayRef::parse("istio-system/gw");
     assert_eq!(
-        t.simulate(&Request::new("other").gateway(gw)).unwrap().outcome,
+        t.simulate(&Request::new("other").gateway(gw))
+            .unwrap()
+            .outcome,
         Outcome::NoRoute
     );
 }
@@ -419,7 +424,10 @@ fn hosts_short_names_fqdn_and_wildcards() {
     let v = t
         .simulate(&Request::new("reviews").namespace("other"))
         .unwrap();
-    assert_eq!((&v.outcome, v.virtual_service.as_deref()), (&Outcome::Route, None));
+    assert_eq!(
+        (&v.outcome, v.virtual_service.as_deref()),
+        (&Outcome::Route, None)
+    );
     assert!(v.default_routing.is_some(), "{v:?}");
     let gw = GatewayRef::parse("istio-system/gw");
     let v = t
@@ -506,8 +514,7 @@ fn sampling_is_deterministic_and_follows_weights() {
             )],
             5
         )
-        .unwrap()
-            [&Target::Status(404)],
+        .unwrap()[&Target::Status(404)],
         5
     );
 }

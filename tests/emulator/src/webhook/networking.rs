@@ -152,7 +152,6 @@ pub(super) fn virtual_service(spec: &Obj, namespace: &str, a: &mut Admission) {
         if !delegate && applies_to_mesh {
             jwt_claim_routes(route, &at, &gateways, a);
         }
-        catch_all_warning(http, i, &at, a);
     }
     for (i, route) in tls.iter().enumerate() {
         let at = format!("spec.tls[{i}]");
@@ -201,26 +200,181 @@ pub(super) fn virtual_service(spec: &Obj, namespace: &str, a: &mut Admission) {
         route_destinations(list(route, "route"), &format!("{at}.route"), "TCP", a);
     }
     export_to(&strings(spec, "exportTo"), namespace, false, a);
+    unreachable_rules(http, "http", a);
+    unreachable_rules(tcp, "tcp", a);
+    unreachable_rules(tls, "tls", a);
 }
 
-/// A rule without match (or with an empty match block) before others: the rest are never used.
-fn catch_all_warning(http: &[Value], i: usize, at: &str, a: &mut Admission) {
-    let Some(route) = http[i].as_object() else {
-        return;
-    };
-    let matches = list(route, "match");
-    let catch_all = matches.is_empty()
-        || matches
-            .iter()
-            .any(|m| m.as_object().is_some_and(|o| o.keys().all(|k| k == "name")));
-    if catch_all && i + 1 < http.len() {
-        a.warn(
-            at,
-            format!(
-                "this rule matches every request and is not the last one, so the {} rule(s) after it are never used",
-                http.len() - i - 1
-            ),
-        );
+/// Istio's `analyzeUnreachableHTTPRules` (and its TCP and TLS twins), as warnings: a rule after
+/// one without matches, a match block an earlier one already has (compared without its `name`),
+/// a rule all of whose blocks are such duplicates, and (HTTP only) a `uri.prefix` block that an
+/// earlier block with a shorter prefix and the same other conditions already takes.
+fn unreachable_rules(routes: &[Value], kind: &str, a: &mut Admission) {
+    let http = kind == "http";
+    let mut seen: Vec<(Value, usize)> = Vec::new();
+    let mut without_matches = false;
+    let mut prefixes: Vec<PrefixMatch> = Vec::new();
+    for (rulen, route) in routes.iter().enumerate() {
+        let Some(route) = route.as_object() else {
+            continue;
+        };
+        let at = format!("spec.{kind}[{rulen}]");
+        let name = route_name(route, rulen, http);
+        let unused = |reason: &str| format!("virtualService rule {name} not used ({reason})");
+        let matches = list(route, "match");
+        if matches.is_empty() {
+            if without_matches {
+                a.warn(&at, unused("only the last rule can have no matches"));
+            }
+            without_matches = true;
+            continue;
+        }
+        let mut duplicates = 0;
+        for (matchn, m) in matches.iter().enumerate() {
+            if without_matches {
+                a.warn(&at, unused("route without matches defined before"));
+                continue;
+            }
+            let mut key = m.clone();
+            if let (true, Some(obj)) = (http, key.as_object_mut()) {
+                obj.remove("name");
+            }
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                let first_name = route_name(
+                    routes[*first].as_object().unwrap_or(&Obj::new()),
+                    *first,
+                    http,
+                );
+                a.warn(
+                    &at,
+                    format!(
+                        "virtualService rule {name} match {} is not used (duplicate/overlapping match in rule {first_name})",
+                        request_name(m, matchn, http)
+                    ),
+                );
+                duplicates += 1;
+                continue;
+            }
+            seen.push((key, rulen));
+            if http {
+                if let Some(p) = PrefixMatch::new(m, rulen, &name, matchn) {
+                    prefixes.push(p);
+                }
+            }
+        }
+        if duplicates == matches.len() {
+            a.warn(&at, unused("all matches used by prior rules"));
+        }
+    }
+    for (i, earlier) in prefixes.iter().enumerate() {
+        for later in &prefixes[i + 1..] {
+            if later.prefix != earlier.prefix && earlier.covers(later) {
+                a.warn(
+                    &format!("spec.{kind}[{}]", later.rule),
+                    format!(
+                        "virtualService rule {} match {} of prefix {} is not used (duplicate/overlapping match in rule {} of prefix {} on {})",
+                        later.route_name, later.match_name, later.prefix,
+                        earlier.match_name, earlier.prefix, earlier.route_name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `routeName`: an HTTP rule's quoted name, else `#<index>`.
+fn route_name(route: &Obj, index: usize, http: bool) -> String {
+    match route.get("name").and_then(Value::as_str) {
+        Some(name) if http && !name.is_empty() => format!("{name:?}"),
+        _ => format!("#{index}"),
+    }
+}
+
+/// `requestName`: an HTTP match block's quoted name, else `#<index>`.
+fn request_name(m: &Value, index: usize, http: bool) -> String {
+    match m.get("name").and_then(Value::as_str) {
+        Some(name) if http && !name.is_empty() => format!("{name:?}"),
+        _ => format!("#{index}"),
+    }
+}
+
+/// Istio's `OverlappingMatchValidationForHTTPRoute`: a match block with a `uri.prefix`, its other
+/// conditions reduced to `exact:<v>` / `prefix:<v>` (regexes to ""); no method counts as GET.
+struct PrefixMatch {
+    rule: usize,
+    route_name: String,
+    match_name: String,
+    prefix: String,
+    port: i64,
+    method: String,
+    authority: String,
+    headers: std::collections::BTreeMap<String, String>,
+    query_params: std::collections::BTreeMap<String, String>,
+    without_headers: std::collections::BTreeMap<String, String>,
+}
+
+impl PrefixMatch {
+    fn new(m: &Value, rule: usize, route_name: &str, matchn: usize) -> Option<PrefixMatch> {
+        let m = m.as_object()?;
+        let prefix = object(m, "uri")
+            .map(|u| text(u, "prefix"))
+            .unwrap_or_default();
+        if prefix.is_empty() {
+            return None;
+        }
+        let exact_or_prefix = |sm: Option<&Obj>| {
+            let Some(sm) = sm else {
+                return String::new();
+            };
+            match (text(sm, "exact"), text(sm, "prefix")) {
+                (exact, _) if !exact.is_empty() => format!("exact:{exact}"),
+                (_, prefix) if !prefix.is_empty() => format!("prefix:{prefix}"),
+                _ => String::new(),
+            }
+        };
+        let map = |key: &str| {
+            object(m, key)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), exact_or_prefix(v.as_object())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut method = exact_or_prefix(object(m, "method"));
+        if method.is_empty() {
+            method = "exact:GET".to_string();
+        }
+        Some(PrefixMatch {
+            rule,
+            route_name: route_name.to_string(),
+            match_name: request_name(&Value::Object(m.clone()), matchn, true),
+            prefix: prefix.to_string(),
+            port: int(m, "port").unwrap_or(0),
+            method,
+            authority: exact_or_prefix(object(m, "authority")),
+            headers: map("headers"),
+            query_params: map("queryParams"),
+            without_headers: map("withoutHeaders"),
+        })
+    }
+
+    /// `coveredValidation(self, later)`, as Istio writes it.
+    fn covers(&self, later: &PrefixMatch) -> bool {
+        let compatible = |a: &str, b: &str| a == b || a.starts_with(b);
+        let maps = |a: &std::collections::BTreeMap<String, String>,
+                    b: &std::collections::BTreeMap<String, String>| {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| compatible(v, w)))
+        };
+        later.prefix.starts_with(&self.prefix)
+            && later.port == self.port
+            && compatible(&self.method, &later.method)
+            && compatible(&self.authority, &later.authority)
+            && maps(&self.headers, &later.headers)
+            && maps(&self.query_params, &later.query_params)
+            && maps(&self.without_headers, &later.without_headers)
     }
 }
 

@@ -72,16 +72,42 @@ fn header_names_regexes_and_gateways() {
 }
 
 #[test]
-fn catch_all_rule_before_others_warns() {
+fn unreachable_rules_and_ineffective_matches_warn_as_istio_does() {
+    // analyzeUnreachableHTTPRules: a block equal to an earlier one (names aside), a rule all of
+    // whose blocks are such, rules after one without matches.
     let a = admit(&vs(json!([
         {"match": [{"uri": {"prefix": "/a"}}, {"name": "all"}], "route": [{"destination": {"host": "r"}}]},
         {"match": [{"uri": {"prefix": "/"}}], "route": [{"destination": {"host": "r"}}]},
-        {"match": [{}], "route": [{"destination": {"host": "r"}}]}])));
+        {"match": [{}], "route": [{"destination": {"host": "r"}}]},
+        {"route": [{"destination": {"host": "r"}}]},
+        {"name": "late", "match": [{"uri": {"exact": "/x"}}], "route": [{"destination": {"host": "r"}}]},
+        {"route": [{"destination": {"host": "r"}}]}])));
     assert!(a.allowed());
     assert_eq!(
         a.warnings,
-        ["spec.http[0]: this rule matches every request and is not the last one, so the 2 rule(s) after it are never used"]
+        [
+            "spec.http[2]: virtualService rule #2 match #0 is not used (duplicate/overlapping match in rule #0)",
+            "spec.http[2]: virtualService rule #2 not used (all matches used by prior rules)",
+            "spec.http[4]: virtualService rule \"late\" not used (route without matches defined before)",
+            "spec.http[5]: virtualService rule #5 not used (only the last rule can have no matches)",
+        ]
     );
+    // A shorter prefix with the same conditions (no method is GET) takes the longer one: Istio's
+    // "non-method-get" case.
+    let a = admit(&vs(json!([
+        {"match": [{"uri": {"prefix": "/api/v1/product"}},
+                   {"uri": {"prefix": "/api/v1/products"}, "method": {"exact": "GET"}}],
+         "route": [{"destination": {"host": "r"}}]}])));
+    assert_eq!(
+        a.warnings,
+        ["spec.http[0]: virtualService rule #0 match #1 of prefix /api/v1/products is not used (duplicate/overlapping match in rule #0 of prefix /api/v1/product on #0)"]
+    );
+    // A different method is not covered.
+    let a = admit(&vs(json!([
+        {"match": [{"uri": {"prefix": "/api/v1/product"}},
+                   {"uri": {"prefix": "/api/v1/products"}, "method": {"exact": "POST"}}],
+         "route": [{"destination": {"host": "r"}}]}])));
+    assert_eq!(a.warnings, Vec::<String>::new());
 }
 
 #[test]
