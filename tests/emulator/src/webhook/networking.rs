@@ -1320,7 +1320,7 @@ fn load_balancer(lb: &Obj, at: &str, a: &mut Admission) {
     }
     if lb.contains_key("localityLbSetting") && lb.contains_key("zoneAwareLbSetting") {
         a.error(
-            &at,
+            at,
             "only one of localityLbSetting or zoneAwareLbSetting can be set",
         );
     }
@@ -1379,7 +1379,7 @@ fn client_tls(tls: &Obj, at: &str, a: &mut Admission) {
             .any(set)
         {
             a.error(
-                &at,
+                at,
                 "cannot specify client certificates or CA certificate or CA CRL If credentialName is set",
             );
         }
