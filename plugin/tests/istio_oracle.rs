@@ -183,6 +183,8 @@ struct ValidationCase {
     object: Value,
     valid: bool,
     warning_only: bool,
+    /// What Istio's refusal message contains, when the case says.
+    error_substring: Option<String>,
 }
 
 fn validation_cases(oracle: &Path) -> Vec<ValidationCase> {
@@ -201,6 +203,7 @@ fn validation_cases(oracle: &Path) -> Vec<ValidationCase> {
                 object: docs.remove(0),
                 valid: c["valid"].as_bool().expect("valid"),
                 warning_only: c["warning_only"].as_bool().unwrap_or(false),
+                error_substring: c["error_substring"].as_str().map(str::to_string),
             }
         })
         .collect()
@@ -323,6 +326,34 @@ fn emulated_istiod_agrees_with_istio_validation() {
             "not a validation answer: {line}"
         );
     }
+    // kubectl reports the refusals in the order of its -f files, so the n-th refused case owns
+    // the n-th answer; each quotes Istio's own words where the case names them.
+    let answers: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("Error from server"))
+        .collect();
+    let refused: Vec<&ValidationCase> = cases
+        .iter()
+        .filter(|c| !applied.contains(&applied_name(&c.object).as_str()))
+        .collect();
+    let misquoted: Vec<String> = refused
+        .iter()
+        .zip(&answers)
+        .filter_map(|(case, answer)| {
+            let want = case.error_substring.as_deref()?;
+            (!answer.to_lowercase().contains(&want.to_lowercase())).then(|| {
+                format!(
+                    "{}: want {want:?} in: {answer}",
+                    case.file.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        misquoted.is_empty(),
+        "refusals without Istio's message:\n{}",
+        misquoted.join("\n")
+    );
     // The warning-only cases are admitted with a `Warning:` kubectl prints.
     for case in cases.iter().filter(|c| c.warning_only) {
         let out = kubectl(
