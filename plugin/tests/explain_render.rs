@@ -91,7 +91,20 @@ fn explain_json_has_outcome_rule_and_destinations() {
 fn explain_exits_1_for_404_and_503() {
     let dir = tempfile::tempdir().unwrap();
     let objects = weather_objects(dir.path());
+    // Mesh callers of a host no VirtualService routes get Kubernetes' default routing: routed,
+    // and said so plainly.
     let run = TestCommand::new(["explain", "-o", "json", "--host", "ratings", "-f"])
+        .arg(&objects)
+        .run();
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr.as_str());
+    assert_eq!(run.json()["outcome"], "route");
+    assert_eq!(
+        run.json()["defaultRouting"],
+        "mesh callers of ratings reach every pod of the Service round-robin (Kubernetes default routing)"
+    );
+    // Through a gateway no VirtualService is bound to, the same host is a 404.
+    let run = TestCommand::new(["explain", "-o", "json", "--host", "ratings"])
+        .args(["--gateway", "istio-system/other-gateway", "-f"])
         .arg(&objects)
         .run();
     assert_eq!(run.exit_code(), 1);

@@ -40,9 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("lint", &["istio", "labels", "manifest", "spec"]),
     ("policy", &["spec"]),
     ("render", &["istio", "labels", "manifest", "spec"]),
-    // `render` here: sim takes MESH_GATEWAY from render (issue 17 item 9, being moved by the
-    // simulator owners).
-    ("sim", &["istio", "manifest", "render"]),
+    ("sim", &["istio", "manifest"]),
     ("spec", &["istio", "labels"]),
     // `ui` draws the view models `release::view` builds (as Argo Rollouts' get: the model apart
     // from the tree that draws it); it defines no domain types of its own.

@@ -170,10 +170,18 @@ pub struct StagePlan {
 ///
 /// At 100% every service sends everything to the canary. Otherwise an entry service gets the
 /// tester match (if any) to the canary, then the weighted default; a non-entry service with
-/// chaining gets `sourceLabels {<version label>: <canary version of a caller>}` to the canary,
-/// then everything else to stable; without chaining it is weighted like an entry service.
+/// chaining gets one `sourceLabels` block per calling release service (its canary's app and
+/// version labels, [`chain_matches`]) to the canary, then everything else to stable; without
+/// chaining it is weighted like an entry service.
+///
+/// The work is linear in what it returns: each caller's match block is built once.
 pub fn routes(release: &ReleaseInfo, plan: &StagePlan) -> BTreeMap<String, Vec<Rule>> {
     let mut routes = BTreeMap::new();
+    let callers = if plan.chain && plan.canary_weight < 100 {
+        caller_blocks(release)
+    } else {
+        Vec::new()
+    };
     for service in &release.services {
         let mut rules = Vec::new();
         if plan.canary_weight >= 100 {
@@ -182,10 +190,14 @@ pub fn routes(release: &ReleaseInfo, plan: &StagePlan) -> BTreeMap<String, Vec<R
                 to: vec![to(Role::Canary)],
             });
         } else if plan.chain && !service.entry {
-            let callers = chain_matches(release, service);
-            if !callers.is_empty() {
+            let matches: Vec<Match> = callers
+                .iter()
+                .filter(|(name, _)| *name != service.name)
+                .map(|(_, m)| m.clone())
+                .collect();
+            if !matches.is_empty() {
                 rules.push(Rule {
-                    matches: callers,
+                    matches,
                     to: vec![to(Role::Canary)],
                 });
             }
@@ -228,23 +240,40 @@ pub fn all_to(release: &ReleaseInfo, role: Role) -> BTreeMap<String, Vec<Rule>> 
 }
 
 /// The `sourceLabels` matches selecting the canary pods of the other services of the release
-/// (its possible callers), deduplicated: one per distinct canary version label.
+/// (its possible callers): one block per caller, with that caller's canary labels — its app label
+/// and canary version, `{app: frontend, version: v2}` as seed 004 writes it — so an unrelated
+/// workload that merely carries the same version label stays on stable. Callers whose canary
+/// cannot be told from their stable by labels are left out.
 pub fn chain_matches(release: &ReleaseInfo, service: &ServiceInfo) -> Vec<Match> {
-    let mut matches: Vec<Match> = Vec::new();
-    for caller in release.services.iter().filter(|s| s.name != service.name) {
-        let labels = version_labels(caller);
-        if labels.is_empty() {
-            continue;
-        }
-        let m = Match {
-            source_labels: labels,
-            ..Match::default()
-        };
-        if !matches.contains(&m) {
-            matches.push(m);
-        }
-    }
-    matches
+    caller_blocks(release)
+        .into_iter()
+        .filter(|(name, _)| *name != service.name)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Every service's caller block (see [`chain_matches`]), in spec order, built once per release.
+fn caller_blocks(release: &ReleaseInfo) -> Vec<(&str, Match)> {
+    release
+        .services
+        .iter()
+        .filter(|caller| {
+            caller
+                .canary
+                .labels
+                .iter()
+                .any(|(key, value)| caller.stable.labels.get(key) != Some(value))
+        })
+        .map(|caller| {
+            (
+                caller.name.as_str(),
+                Match {
+                    source_labels: caller.canary.labels.clone(),
+                    ..Match::default()
+                },
+            )
+        })
+        .collect()
 }
 
 /// The canary's labels that tell it apart from stable (the version label), e.g. `{version: v2}`.
@@ -371,9 +400,38 @@ mod tests {
         );
         assert_eq!(frontend[1].to, vec![to(Role::Stable)]);
         let forecast = &routes["forecast"];
-        assert_eq!(forecast[0].matches[0].source_labels["version"], "v2");
+        let frontend_v2: BTreeMap<String, String> = [("app", "frontend"), ("version", "v2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // One block per caller, naming the caller's app and canary version.
+        assert_eq!(forecast[0].matches.len(), 1);
+        assert_eq!(forecast[0].matches[0].source_labels, frontend_v2);
         assert_eq!(forecast[0].to, vec![to(Role::Canary)]);
         assert_eq!(forecast[1].to, vec![to(Role::Stable)]);
+    }
+
+    #[test]
+    fn chain_matches_name_each_caller() {
+        let release = ReleaseBuilder::new("r")
+            .service("web", "v1", "v2")
+            .entry(true)
+            .service("api", "v1", "v2")
+            .service("db", "1.0", "1.1")
+            .build();
+        let db = &release.services[2];
+        let blocks: Vec<Vec<(String, String)>> = chain_matches(&release, db)
+            .into_iter()
+            .map(|m| m.source_labels.into_iter().collect())
+            .collect();
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            blocks,
+            [
+                vec![pair("app", "web"), pair("version", "v2")],
+                vec![pair("app", "api"), pair("version", "v2")],
+            ]
+        );
     }
 
     #[test]

@@ -151,6 +151,11 @@ pub(crate) async fn gather(
     }
     if !files.is_empty() {
         for mut object in inputs.objects {
+            ctx.input_findings.extend(lint::local::unknown_kind(
+                &object,
+                spec::API_VERSION,
+                spec::KIND,
+            ));
             if let Some(ns) = &namespace {
                 default_namespace(&mut object, ns);
             }

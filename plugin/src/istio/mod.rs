@@ -34,6 +34,10 @@ pub const NETWORKING_GROUP: &str = "networking.istio.io";
 /// API group of PeerAuthentication.
 pub const SECURITY_GROUP: &str = "security.istio.io";
 
+/// The gateway name of sidecar (in-mesh) traffic: a VirtualService's `gateways` list names it
+/// to apply to sidecars as well as to ingress gateways.
+pub const MESH_GATEWAY: &str = "mesh";
+
 /// The cluster domain assumed when short host names are expanded.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
@@ -185,6 +189,24 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
                     .eq_ignore_ascii_case(suffix.as_bytes())
         }
         None => false,
+    }
+}
+
+/// The plain finding for mesh callers of a host no mesh VirtualService routes: they reach every
+/// pod of the Service round-robin, whatever the subsets and weights say. Shared by the route
+/// simulator and lint, so both say it in the same words.
+pub fn default_routing_finding(host: &str, subsets: &[String]) -> String {
+    match subsets {
+        [] => format!(
+            "mesh callers of {host} reach every pod of the Service round-robin (Kubernetes default routing)"
+        ),
+        [one] => format!(
+            "mesh callers of {host} reach every pod of the Service round-robin, not only subset {one} (Kubernetes default routing)"
+        ),
+        [init @ .., last] => format!(
+            "mesh callers of {host} reach {} and {last} round-robin, ignoring the weights (Kubernetes default routing)",
+            init.join(", ")
+        ),
     }
 }
 

@@ -26,6 +26,8 @@ pub struct LintContext {
     pub pods_known: bool,
     /// Whether gateways were read.
     pub gateways_known: bool,
+    /// Findings about the input documents themselves (mistyped `kind`/`apiVersion`).
+    pub input_findings: Vec<Finding>,
 }
 
 /// Run every check; findings come sorted by severity (errors first), then object.
@@ -37,10 +39,12 @@ pub fn run(inv: &Inventory, ctx: &LintContext) -> Vec<Finding> {
         pod_labels(inv, &mut findings);
         subsets_without_pods(inv, &mut findings);
     }
-    subset_names(inv, &mut findings);
     route_references(inv, ctx, &mut findings);
     conflicting_virtual_services(inv, &mut findings);
     mtls_conflicts(inv, ctx, &mut findings);
+    istio_validation(inv, &mut findings);
+    mesh_default_routing(inv, &mut findings);
+    findings.extend(ctx.input_findings.iter().cloned());
     if let Some(release) = &ctx.release {
         release_targets(inv, ctx, release, &mut findings);
     }
@@ -220,34 +224,88 @@ fn subsets_without_pods(inv: &Inventory, out: &mut Vec<Finding>) {
     }
 }
 
-fn subset_names(inv: &Inventory, out: &mut Vec<Finding>) {
-    for dr in &inv.destination_rules {
-        let mut seen = BTreeMap::new();
-        let subsets = dr.pointer("/spec/subsets").and_then(Value::as_array);
-        for (i, subset) in subsets.into_iter().flatten().enumerate() {
-            let subset_name = str_at(subset, "/name");
-            if let Some(first) = seen.insert(subset_name.to_string(), i) {
-                out.push(
-                    Finding::new(
-                        Code::SchemaValidation,
-                        describe(dr),
-                        format!("subset name {subset_name:?} is used twice (also spec.subsets[{first}]): Istio keeps one and routes to it unpredictably"),
-                    )
-                    .field(format!("spec.subsets[{i}].name"))
-                    .fix("give every subset its own name"),
-                );
+/// Everything istiod's webhook would refuse, per object, with the field path.
+fn istio_validation(inv: &Inventory, out: &mut Vec<Finding>) {
+    for obj in inv
+        .virtual_services
+        .iter()
+        .chain(&inv.destination_rules)
+        .chain(&inv.peer_authentications)
+    {
+        out.extend(super::local::istio_validation(obj));
+    }
+}
+
+/// A host with DestinationRule subsets whose VirtualServices are all bound to ingress gateways:
+/// mesh callers get Kubernetes' default routing and reach every version round-robin, whatever the
+/// weights say. For a canary that is the finding.
+fn mesh_default_routing(inv: &Inventory, out: &mut Vec<Finding>) {
+    let applies_to_mesh = |vs: &Value| {
+        let gateways = vs.pointer("/spec/gateways").and_then(Value::as_array);
+        gateways.is_none_or(|g| {
+            g.is_empty()
+                || g.iter()
+                    .any(|g| g.as_str() == Some(crate::istio::MESH_GATEWAY))
+        })
+    };
+    for vs in inv
+        .virtual_services
+        .iter()
+        .filter(|vs| !applies_to_mesh(vs))
+    {
+        let vs_ns = namespace(vs);
+        let hosts = vs.pointer("/spec/hosts").and_then(Value::as_array);
+        for (i, host) in hosts.into_iter().flatten().enumerate() {
+            let Some(host) = host.as_str() else { continue };
+            let qualified = crate::istio::qualify_host(host, vs_ns);
+            let routed_for_mesh = inv.virtual_services.iter().any(|other| {
+                applies_to_mesh(other)
+                    && other
+                        .pointer("/spec/hosts")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .any(|h| {
+                            crate::istio::host_matches(
+                                &crate::istio::qualify_host(h, namespace(other)),
+                                &qualified,
+                            )
+                        })
+            });
+            if routed_for_mesh {
+                continue;
             }
-            if let Err(e) = policy_sdk::rules::check_dns1123_label(subset_name) {
-                out.push(
-                    Finding::new(
-                        Code::SchemaValidation,
-                        describe(dr),
-                        format!("subset name: {e}"),
-                    )
-                    .field(format!("spec.subsets[{i}].name"))
-                    .fix("use lower-case letters, digits and '-', e.g. v1-0"),
-                );
+            let subsets: Vec<String> = inv
+                .destination_rules
+                .iter()
+                .filter(|dr| {
+                    crate::istio::qualify_host(str_at(dr, "/spec/host"), namespace(dr)) == qualified
+                })
+                .flat_map(|dr| {
+                    dr.pointer("/spec/subsets")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| str_at(s, "/name").to_string())
+                })
+                .collect();
+            if subsets.len() < 2 {
+                continue;
             }
+            out.push(
+                Finding::new(
+                    Code::MeshDefaultRouting,
+                    describe(vs),
+                    format!(
+                        "{}: no VirtualService bound to mesh routes {host}, so {}",
+                        "bound to ingress gateways only",
+                        crate::istio::default_routing_finding(host, &subsets)
+                    ),
+                )
+                .field(format!("spec.hosts[{i}]"))
+                .fix("add `mesh` to spec.gateways (and use match gateways to keep ingress-only rules apart)"),
+            );
         }
     }
 }

@@ -56,6 +56,13 @@ pub enum Code {
     /// A release service has no Service object or no pods of a version.
     #[serde(rename = "KC0003")]
     ReleaseTargetMissing,
+    /// Mesh callers of a service get Kubernetes' default routing: no VirtualService bound to
+    /// `mesh` routes its host, so subsets and weights do not apply to them.
+    #[serde(rename = "KC0004")]
+    MeshDefaultRouting,
+    /// A document's `kind`/`apiVersion` names nothing this tool or Istio serves.
+    #[serde(rename = "KC0005")]
+    UnknownKind,
 }
 
 impl Code {
@@ -71,6 +78,8 @@ impl Code {
             Code::PodLabelsMissing => "KC0001",
             Code::SubsetWithoutPods => "KC0002",
             Code::ReleaseTargetMissing => "KC0003",
+            Code::MeshDefaultRouting => "KC0004",
+            Code::UnknownKind => "KC0005",
         }
     }
 
@@ -80,11 +89,13 @@ impl Code {
             Code::ReferenceNotFound
             | Code::SchemaValidation
             | Code::MtlsConflict
-            | Code::ReleaseTargetMissing => Severity::Error,
+            | Code::ReleaseTargetMissing
+            | Code::UnknownKind => Severity::Error,
             Code::ConflictingVirtualService
             | Code::PortNameConvention
             | Code::PodLabelsMissing
             | Code::SubsetWithoutPods
+            | Code::MeshDefaultRouting
             | Code::NamespaceNotInjected => Severity::Warning,
         }
     }

@@ -41,8 +41,7 @@ pub const PEER_AUTHENTICATION_NAME: &str = "default";
 /// Suffix of the gateway-only VirtualService rendered when a service's gateway hosts include
 /// `*`, which istiod refuses in a VirtualService bound to `mesh`.
 pub const GATEWAY_VS_SUFFIX: &str = "-gateway";
-/// The gateway name of sidecar (in-mesh) traffic.
-pub const MESH_GATEWAY: &str = "mesh";
+pub use crate::istio::MESH_GATEWAY;
 
 /// What to render besides the routes themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]

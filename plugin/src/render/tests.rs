@@ -128,8 +128,12 @@ fn seed_003() -> (ReleaseInfo, Stage, RenderOptions) {
             ),
             (
                 "forecast",
+                // What the built-in policy's chaining writes: the caller's app and version.
                 vec![
-                    when(source(&[("version", "v2")]), Role::Canary),
+                    when(
+                        source(&[("app", "frontend"), ("version", "v2")]),
+                        Role::Canary,
+                    ),
                     all(Role::Stable),
                 ],
             ),
@@ -688,4 +692,52 @@ fn every_rendered_object_validates_against_istio_crds() {
         .validate(&dr, UnknownFields::Strict)
         .unwrap()
         .is_valid());
+}
+
+/// The chained stage the built-in policy writes (policy-sdk's `routes`), rendered and routed: the
+/// canary of a calling release service reaches the callee's canary, an unrelated workload that
+/// merely carries the same version label stays on stable.
+#[test]
+fn chaining_matches_each_caller_so_unrelated_v2_workloads_stay_on_stable() {
+    let r = release(
+        "shop-v2",
+        "shop",
+        vec![
+            service("web", "v1", "v2", &["istio-system/gw"]),
+            service("cart", "v1", "v2", &[]),
+            service("db", "v1", "v2", &[]),
+        ],
+    );
+    let plan = policy_sdk::stages::StagePlan {
+        canary_weight: 10,
+        testers: None,
+        chain: true,
+    };
+    let s = Stage {
+        index: 1,
+        name: "10%".into(),
+        routes: policy_sdk::stages::routes(&r, &plan),
+    };
+    let rendered = render(&r, &s, &RenderOptions::default()).unwrap();
+    let table = RouteTable::new(rendered.objects().to_vec()).unwrap();
+    let route = |caller: &[(&str, &str)]| {
+        let mut req = Request::new("db").namespace("shop");
+        for (k, v) in caller {
+            req = req.source_label(k, v);
+        }
+        let v = table.simulate(&req).unwrap();
+        assert_eq!(v.outcome, Outcome::Route);
+        v.destinations
+            .iter()
+            .filter(|d| d.percent > 0.0)
+            .map(|d| d.subset.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(route(&[("app", "web"), ("version", "v2")]), ["v2"]);
+    assert_eq!(route(&[("app", "cart"), ("version", "v2")]), ["v2"]);
+    assert_eq!(route(&[("app", "web"), ("version", "v1")]), ["v1"]);
+    assert_eq!(route(&[("app", "reports"), ("version", "v2")]), ["v1"]);
+    assert_eq!(route(&[("version", "v2")]), ["v1"]);
+    // db's own canary is not one of its callers.
+    assert_eq!(route(&[("app", "db"), ("version", "v2")]), ["v1"]);
 }

@@ -15,8 +15,18 @@
 //!   matches a request from a gateway;
 //! - weights are relative (1 and 3 → 25 % / 75 %), an unset weight counts 0 next to set ones, a
 //!   single unset destination takes everything, all-zero weights are invalid;
-//! - no rule (or no VirtualService) → 404 `NR`; a subset missing from the host's
-//!   DestinationRule (or no DestinationRule at all) → 503 `NC`.
+//! - header names compare case-insensitively (Envoy lower-cases them); `:method`, `:authority`,
+//!   `:path` and `:scheme` match the pseudo-headers; `regex: "*"` means "present";
+//!   `withoutHeaders` treats a missing header as empty (so `exact: x` holds, `regex: .*` fails),
+//!   except `regex: "*"`, which holds exactly when the header is absent;
+//! - a single destination takes everything, whatever its weight (0 included);
+//! - a gateway request for a host no server of the Gateway accepts is a 404, when the Gateway
+//!   object is given;
+//! - mesh traffic to a host no VirtualService bound to `mesh` routes gets Kubernetes' default
+//!   routing: the Service, every pod round-robin, no subset (the verdict says so:
+//!   [`Verdict::default_routing`]);
+//! - no rule → 404 `NR`; a subset missing from the host's DestinationRule (or no
+//!   DestinationRule at all) → 503 `NC`.
 //!
 //! [`sample`] spreads a request mix deterministically over the destinations (for `demo`).
 
@@ -30,8 +40,9 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+pub use crate::istio::default_routing_finding;
 use crate::istio::{
-    host_matches, qualify_host, DestinationRule, HttpMatchRequest, HttpRoute, IstioObject,
+    host_matches, qualify_host, DestinationRule, Gateway, HttpMatchRequest, HttpRoute, IstioObject,
     StringMatch, VirtualService,
 };
 
@@ -89,19 +100,24 @@ pub struct RouteTable {
     /// Per VirtualService: its hosts as written and qualified with its namespace.
     qualified_hosts: Vec<Vec<(String, String)>>,
     destination_rules: Vec<DestinationRule>,
+    gateways: Vec<Gateway>,
     regexes: HashMap<String, Regex>,
 }
 
+/// `regex: "*"` in a header match: Istio's spelling of "the header is present".
+const PRESENT_REGEX: &str = "*";
+
 impl RouteTable {
-    /// Build a table from objects; kinds other than VirtualService and DestinationRule are
-    /// ignored. Every regex is checked (RE2 syntax, at most 1024 characters) and compiled here.
+    /// Build a table from objects; Gateways are read for the hosts they serve, other kinds
+    /// (PeerAuthentication) are ignored. Every regex is checked (RE2 syntax, at most 1024 characters) and compiled here.
     pub fn new(objects: impl IntoIterator<Item = IstioObject>) -> Result<Self, SimError> {
         let mut table = RouteTable::default();
         for object in objects {
             match object {
                 IstioObject::VirtualService(vs) => table.virtual_services.push(vs),
                 IstioObject::DestinationRule(dr) => table.destination_rules.push(dr),
-                _ => {}
+                IstioObject::Gateway(gw) => table.gateways.push(gw),
+                IstioObject::PeerAuthentication(_) => {}
             }
         }
         let mut regexes = HashMap::new();
@@ -111,7 +127,7 @@ impl RouteTable {
                     .spec
                     .gateways
                     .iter()
-                    .any(|g| g == crate::render::MESH_GATEWAY);
+                    .any(|g| g == crate::istio::MESH_GATEWAY);
             if let Some(i) = vs.spec.hosts.iter().position(|h| h == "*").filter(|_| mesh) {
                 return Err(SimError::Refused {
                     object: object_name(vs),
@@ -123,7 +139,9 @@ impl RouteTable {
                 for (m, block) in rule.matches.iter().enumerate() {
                     for (field, sm) in string_matches(block) {
                         let Some(re) = &sm.regex else { continue };
-                        if regexes.contains_key(re) {
+                        let header =
+                            field.starts_with("headers.") || field.starts_with("withoutHeaders.");
+                        if regexes.contains_key(re) || (header && re == PRESENT_REGEX) {
                             continue;
                         }
                         let compiled = compile(re).map_err(|reason| SimError::Regex {
@@ -157,9 +175,22 @@ impl RouteTable {
         &self.virtual_services
     }
 
+    /// The DestinationRules of the table.
+    pub fn destination_rules(&self) -> &[DestinationRule] {
+        &self.destination_rules
+    }
+
     /// Route one request.
     pub fn simulate(&self, request: &Request) -> Result<Verdict, SimError> {
+        if let Some(note) = self.gateway_refuses(request) {
+            let mut verdict = Verdict::no_virtual_service(request);
+            verdict.notes = vec![note];
+            return Ok(verdict);
+        }
         let Some((vs, host_pattern, others)) = self.select(request) else {
+            if request.gateway.is_mesh() {
+                return Ok(self.default_routing(request));
+            }
             return Ok(Verdict::no_virtual_service(request));
         };
         let ns = vs.metadata.namespace_or_default();
@@ -192,7 +223,76 @@ impl RouteTable {
             destinations: vec![],
             trace,
             notes: others,
+            default_routing: None,
         })
+    }
+
+    /// Why the request's Gateway (when its object is in the table) does not accept the
+    /// request's host: no server lists a host matching it.
+    fn gateway_refuses(&self, request: &Request) -> Option<String> {
+        let GatewayRef::Named { .. } = &request.gateway else {
+            return None;
+        };
+        let gw = self.gateways.iter().find(|gw| {
+            request
+                .gateway
+                .is(&gw.metadata.name, gw.metadata.namespace_or_default())
+        })?;
+        let host = request.host.to_ascii_lowercase();
+        let served = gw.spec.servers.iter().flat_map(|s| &s.hosts).any(|h| {
+            // `namespace/host` restricts which VirtualServices may bind; the host part decides.
+            let h = h.split_once('/').map_or(h.as_str(), |(_, h)| h);
+            host_matches(&h.to_ascii_lowercase(), &host)
+        });
+        (!served).then(|| {
+            format!(
+                "Gateway {}/{} has no server for host {:?}",
+                gw.metadata.namespace_or_default(),
+                gw.metadata.name,
+                request.host
+            )
+        })
+    }
+
+    /// Mesh traffic that no VirtualService routes: kube-proxy (or the sidecar's default
+    /// cluster) spreads it over every pod of the Service, whatever the subsets.
+    fn default_routing(&self, request: &Request) -> Verdict {
+        let ns = request.namespace.as_deref().unwrap_or("default");
+        let hosts = request_hosts(request, ns);
+        let subsets: Vec<String> = self
+            .destination_rules
+            .iter()
+            .filter(|dr| {
+                let pattern = qualify_host(&dr.spec.host, dr.metadata.namespace_or_default());
+                hosts.iter().any(|h| host_matches(&pattern, h))
+            })
+            .flat_map(|dr| dr.spec.subsets.iter().map(|s| s.name.clone()))
+            .collect();
+        let finding = default_routing_finding(&request.host, &subsets);
+        Verdict {
+            outcome: Outcome::Route,
+            virtual_service: None,
+            host: None,
+            rule: None,
+            rule_name: None,
+            destinations: vec![Share {
+                host: request.host.clone(),
+                subset: None,
+                port: request.port.map(u32::from),
+                weight: 1,
+                percent: 100.0,
+                missing: None,
+            }],
+            trace: vec![],
+            notes: vec![
+                format!(
+                    "no VirtualService for host {:?} is bound to gateway mesh: Kubernetes default routing applies",
+                    request.host
+                ),
+                finding.clone(),
+            ],
+            default_routing: Some(finding),
+        }
     }
 
     /// The VirtualService for the request's host and gateway, the host pattern that matched, and
@@ -343,13 +443,35 @@ impl RouteTable {
         )?;
         for (name, sm) in &block.headers {
             let what = format!("header {name}");
-            let value = request.headers.get(name).map(String::as_str);
+            let value = header_value(request, &authority, name);
+            if sm.regex.as_deref() == Some(PRESENT_REGEX) {
+                if value.is_none() {
+                    return Err(format!("no {what} (want it present)"));
+                }
+                ok.push(format!("{what} present"));
+                continue;
+            }
             self.check(&what, Some(sm), value, false, &mut ok)?;
         }
         for (name, sm) in &block.without_headers {
-            let value = request.headers.get(name).map(String::as_str);
-            if self.string_matches(sm, value, false) {
-                return Err(format!("header {name} {sm}, which withoutHeaders excludes"));
+            let value = header_value(request, &authority, name);
+            if sm.regex.as_deref() == Some(PRESENT_REGEX) {
+                if value.is_some() {
+                    return Err(format!(
+                        "header {name} is present, which withoutHeaders excludes"
+                    ));
+                }
+                ok.push(format!("header {name} absent"));
+                continue;
+            }
+            // Istio sets `treat_missing_header_as_empty` on inverted matches.
+            if self.string_matches(sm, Some(value.unwrap_or("")), false) {
+                return Err(match value {
+                    Some(v) => format!("header {name} {v:?} {sm}, which withoutHeaders excludes"),
+                    None => format!(
+                        "header {name} is absent (taken as empty) and \"\" {sm}, which withoutHeaders excludes"
+                    ),
+                });
             }
             ok.push(format!("header {name} not {sm}"));
         }
@@ -431,6 +553,7 @@ impl RouteTable {
             destinations: vec![],
             trace,
             notes,
+            default_routing: None,
         };
         if rule.delegate.is_some() {
             return Err(SimError::Delegate {
@@ -509,10 +632,10 @@ impl RouteTable {
 /// Istio's relative weights: unset counts 0 next to set ones, a single unset destination takes
 /// everything; negative or all-zero weights are invalid.
 fn relative_weights(rule: &HttpRoute) -> Result<Vec<u64>, String> {
-    if let [only] = rule.route.as_slice() {
-        if only.weight.is_none() {
-            return Ok(vec![1]);
-        }
+    // One destination is one cluster: Envoy gets no weighted clusters, so its weight (even 0)
+    // does not matter.
+    if rule.route.len() == 1 {
+        return Ok(vec![1]);
     }
     let mut weights = Vec::with_capacity(rule.route.len());
     for (i, dest) in rule.route.iter().enumerate() {
@@ -524,6 +647,19 @@ fn relative_weights(rule: &HttpRoute) -> Result<Vec<u64>, String> {
         return Err("all weights are 0 (or unset), which Istio refuses".to_string());
     }
     Ok(weights)
+}
+
+/// A request header by name, case-insensitively; the pseudo-headers `:method`, `:authority`
+/// (`:host`), `:path` and `:scheme` are the request line's parts.
+fn header_value<'r>(request: &'r Request, authority: &'r str, name: &str) -> Option<&'r str> {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        ":method" => Some(&request.method),
+        ":authority" | "host" | ":host" => Some(authority),
+        ":path" => Some(&request.path),
+        ":scheme" => Some(&request.scheme),
+        _ => request.headers.get(&name).map(String::as_str),
+    }
 }
 
 /// The hosts a request may be known by: as sent, and — for sidecar traffic, where Kubernetes DNS

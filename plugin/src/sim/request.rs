@@ -21,7 +21,7 @@ impl GatewayRef {
     /// Parse `mesh`, `namespace/name` or `name`.
     pub fn parse(text: &str) -> GatewayRef {
         match text.split_once('/') {
-            _ if text == crate::render::MESH_GATEWAY => GatewayRef::Mesh,
+            _ if text == crate::istio::MESH_GATEWAY => GatewayRef::Mesh,
             Some((ns, name)) => GatewayRef::Named {
                 namespace: Some(ns.to_string()),
                 name: name.to_string(),

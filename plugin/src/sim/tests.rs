@@ -183,10 +183,16 @@ fn source_labels_only_count_for_mesh_traffic() {
 #[test]
 fn a_virtual_service_without_gateways_is_mesh_only_and_match_gateways_restrict() {
     let t = seed_003();
-    // frontend-route is bound to the ingress gateway only: mesh traffic to "*" is not routed by it.
+    // frontend-route is bound to the ingress gateway only: mesh traffic to "*" is not routed by
+    // it, so mesh callers get Kubernetes' default routing.
     let v = t.simulate(&Request::new("shop.example.com")).unwrap();
-    assert_eq!(v.outcome, Outcome::NoRoute);
+    assert_eq!(v.outcome, Outcome::Route);
     assert_eq!(v.virtual_service, None);
+    assert_eq!(v.rule, None);
+    assert_eq!(
+        v.default_routing.as_deref(),
+        Some("mesh callers of shop.example.com reach every pod of the Service round-robin (Kubernetes default routing)")
+    );
     // forecast-route has no gateways: from the ingress gateway it does not apply.
     let v = t
         .simulate(
@@ -247,7 +253,8 @@ fn weights_are_relative() {
 
 #[test]
 fn all_zero_weights_are_refused() {
-    for weights in [vec![Some(0), Some(0)], vec![None, None], vec![Some(0)]] {
+    // A single destination is not weighted at all (it takes everything, see below).
+    for weights in [vec![Some(0), Some(0)], vec![None, None]] {
         let err = weighted(&weights)
             .simulate(&Request::new("svc"))
             .unwrap_err();
@@ -309,9 +316,22 @@ fn no_matching_rule_is_404() {
         t.simulate(&Request::new("api").path("/v2/x")).unwrap().rule,
         Some(0)
     );
-    // No VirtualService for the host at all.
+    // No VirtualService for the host at all: mesh callers get Kubernetes' default routing,
+    // a gateway request is a 404.
+    let v = t.simulate(&Request::new("other")).unwrap();
     assert_eq!(
-        t.simulate(&Request::new("other")).unwrap().outcome,
+        (&v.outcome, v.virtual_service.as_deref()),
+        (&Outcome::Route, None)
+    );
+    assert_eq!(
+        v.default_routing.as_deref(),
+        Some("mesh callers of other reach every pod of the Service round-robin (Kubernetes default routing)")
+    );
+    let gw = GatewayRef::parse("istio-system/gw");
+    assert_eq!(
+        t.simulate(&Request::new("other").gateway(gw))
+            .unwrap()
+            .outcome,
         Outcome::NoRoute
     );
 }
@@ -399,11 +419,16 @@ fn hosts_short_names_fqdn_and_wildcards() {
         let v = t.simulate(&Request::new(host)).unwrap();
         assert_eq!(v.virtual_service.as_deref(), Some("bookinfo/r"), "{host}");
     }
-    // A caller in another namespace saying just "reviews" means its own namespace's reviews.
+    // A caller in another namespace saying just "reviews" means its own namespace's reviews,
+    // which no VirtualService routes: Kubernetes' default routing.
     let v = t
         .simulate(&Request::new("reviews").namespace("other"))
         .unwrap();
-    assert_eq!(v.outcome, Outcome::NoRoute);
+    assert_eq!(
+        (&v.outcome, v.virtual_service.as_deref()),
+        (&Outcome::Route, None)
+    );
+    assert!(v.default_routing.is_some(), "{v:?}");
     let gw = GatewayRef::parse("istio-system/gw");
     let v = t
         .simulate(&Request::new("blog.example.com").gateway(gw.clone()))
@@ -481,7 +506,15 @@ fn sampling_is_deterministic_and_follows_weights() {
     assert_eq!(tally[&v2], 25);
     assert_eq!(tally[&v1], 75);
     assert_eq!(
-        sample(&t, &[(Request::new("nowhere"), 1)], 5).unwrap()[&Target::Status(404)],
+        sample(
+            &t,
+            &[(
+                Request::new("x").gateway(GatewayRef::parse("istio-system/other")),
+                1
+            )],
+            5
+        )
+        .unwrap()[&Target::Status(404)],
         5
     );
 }
@@ -497,5 +530,101 @@ fn json_has_the_documented_shape() {
     assert_eq!(
         json["destinations"],
         serde_json::json!([{"host": "svc", "subset": "a", "percent": 25}, {"host": "svc", "subset": "b", "percent": 75}])
+    );
+}
+
+#[test]
+fn mesh_traffic_to_a_gateway_only_host_gets_default_routing() {
+    let gw_vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-gw, namespace: shop}\nspec:\n  hosts: [reviews]\n  gateways: [istio-system/gw]\n  http:\n  - route:\n    - {destination: {host: reviews, subset: v1}, weight: 90}\n    - {destination: {host: reviews, subset: v2}, weight: 10}\n";
+    let t = table(&format!("{}{gw_vs}", dr("reviews", "shop", &["v1", "v2"])));
+    let v = t
+        .simulate(&Request::new("reviews").namespace("shop"))
+        .unwrap();
+    assert_eq!(v.outcome, Outcome::Route);
+    assert_eq!(v.rule, None);
+    assert_eq!(shares(&v), [(None, 100.0)]);
+    assert_eq!(
+        v.default_routing.as_deref(),
+        Some("mesh callers of reviews reach v1 and v2 round-robin, ignoring the weights (Kubernetes default routing)")
+    );
+    assert_eq!(v.to_json()["outcome"], "route");
+    assert_eq!(v.to_json()["rule"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_single_destination_takes_everything_even_with_weight_zero() {
+    let t = weighted(&[Some(0)]);
+    let v = t.simulate(&Request::new("svc")).unwrap();
+    assert_eq!(shares(&v), [(Some("a"), 100.0)]);
+}
+
+#[test]
+fn header_names_are_case_insensitive_and_pseudo_headers_match() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: b, namespace: default}\nspec:\n  hosts: [b]\n  http:\n  - match: [{headers: {End-User: {exact: jason}}}]\n    route: [{destination: {host: b, subset: v2}}]\n  - match: [{headers: {':method': {exact: POST}}}]\n    route: [{destination: {host: b, subset: v3}}]\n  - match: [{headers: {':authority': {prefix: 'b:8'}}}]\n    route: [{destination: {host: b, subset: v4}}]\n";
+    let t = table(&format!("{}{vs}", dr("b", "default", &["v2", "v3", "v4"])));
+    let v = t
+        .simulate(&Request::new("b").header("end-user", "jason"))
+        .unwrap();
+    assert_eq!(v.rule, Some(0));
+    let mut post = Request::new("b");
+    post.method = "POST".into();
+    assert_eq!(t.simulate(&post).unwrap().rule, Some(1));
+    let v = t.simulate(&Request::new("b").port(8080)).unwrap();
+    assert_eq!(v.rule, Some(2));
+    let v = t.simulate(&Request::new("b")).unwrap();
+    assert_eq!(v.outcome, Outcome::NoRoute);
+    assert_eq!(
+        v.trace[1].reasons,
+        [r#"header :method "GET" does not match = POST"#]
+    );
+}
+
+#[test]
+fn without_headers_present_and_any() {
+    let rules = |re: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: b, namespace: default}}\nspec:\n  hosts: [b]\n  http:\n  - match: [{{withoutHeaders: {{end-user: {{regex: '{re}'}}}}}}]\n    route: [{{destination: {{host: b, subset: v2}}}}]\n  - route: [{{destination: {{host: b, subset: v1}}}}]\n")
+    };
+    let present = table(&format!(
+        "{}{}",
+        dr("b", "default", &["v1", "v2"]),
+        rules("*")
+    ));
+    let any = table(&format!(
+        "{}{}",
+        dr("b", "default", &["v1", "v2"]),
+        rules(".*")
+    ));
+    let absent = Request::new("b");
+    let empty = Request::new("b").header("end-user", "");
+    let jason = Request::new("b").header("end-user", "jason");
+    let rule = |t: &RouteTable, r: &Request| t.simulate(r).unwrap().rule;
+    assert_eq!(
+        [
+            rule(&present, &absent),
+            rule(&present, &empty),
+            rule(&present, &jason)
+        ],
+        [Some(0), Some(1), Some(1)]
+    );
+    assert_eq!(
+        [rule(&any, &absent), rule(&any, &empty), rule(&any, &jason)],
+        [Some(1), Some(1), Some(1)]
+    );
+}
+
+#[test]
+fn a_gateway_request_for_a_host_the_gateway_does_not_serve_is_404() {
+    let objects = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gateway, namespace: default}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [foo.bar]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: bookinfo, namespace: default}\nspec:\n  hosts: ['*']\n  gateways: [gateway]\n  http:\n  - route: [{destination: {host: productpage}}]\n";
+    let t = table(objects);
+    let gw = GatewayRef::parse("default/gateway");
+    let v = t
+        .simulate(&Request::new("foo.bar").gateway(gw.clone()))
+        .unwrap();
+    assert_eq!(v.outcome, Outcome::Route);
+    let v = t.simulate(&Request::new("bad.bar").gateway(gw)).unwrap();
+    assert_eq!(v.outcome, Outcome::NoRoute);
+    assert_eq!(
+        v.notes,
+        [r#"Gateway default/gateway has no server for host "bad.bar""#]
     );
 }

@@ -127,6 +127,9 @@ pub struct Verdict {
     pub trace: Vec<RuleTrace>,
     /// Other remarks (shadowed VirtualServices, why none applied).
     pub notes: Vec<String>,
+    /// Set when mesh traffic falls back to Kubernetes' default routing (no VirtualService bound
+    /// to `mesh` for the host): the finding, in plain words.
+    pub default_routing: Option<String>,
 }
 
 impl Verdict {
@@ -143,6 +146,7 @@ impl Verdict {
                 "no VirtualService for host {:?} is bound to gateway {}",
                 request.host, request.gateway
             )],
+            default_routing: None,
         }
     }
 
@@ -184,6 +188,7 @@ impl Verdict {
             "ruleName": self.rule_name,
             "virtualService": self.virtual_service,
             "reason": reason,
+            "defaultRouting": self.default_routing,
         })
     }
 }

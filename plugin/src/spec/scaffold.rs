@@ -984,6 +984,7 @@ mod tests {
                 root_namespace: "istio-system".into(),
                 pods_known: true,
                 gateways_known: false,
+                input_findings: Vec::new(),
             };
             lint::run(&inventory, &ctx)
         }

@@ -212,7 +212,9 @@ pub fn validate(
         if causes.is_empty() {
             let admission = webhook::admit(&object);
             if !admission.allowed() {
-                return Err(ApiError::from_status(&webhook::denial_status(&admission)));
+                // kube-apiserver's answer for a denying webhook: 400 with the webhook's
+                // message and no reason (Istio's webhook sets none).
+                return Err(ApiError::new(400, "", webhook::denial_message(&admission)));
             }
             warnings.extend(admission.warnings);
         }

@@ -230,9 +230,26 @@ impl Rule {
             Err(e) => Some(Violation {
                 field_path: None,
                 reason: None,
-                detail: format!("{e} evaluating rule: {}", self.error_string()),
+                detail: format!("{} evaluating rule: {}", cel_go_text(&e), self.error_string()),
             }),
         }
+    }
+}
+
+/// A run-time error as cel-go (which kube-apiserver runs) words it, where its text is known;
+/// otherwise the evaluator's own.
+fn cel_go_text(e: &ExecutionError) -> String {
+    match e {
+        ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
+        ExecutionError::FunctionError { function, message }
+            if matches!(function.as_str(), "int" | "uint" | "double")
+                && message.starts_with("string parse error") =>
+        {
+            format!("type conversion error from 'string' to '{function}'")
+        }
+        ExecutionError::DivisionByZero(_) => "division by zero".to_string(),
+        ExecutionError::RemainderByZero(_) => "modulus by zero".to_string(),
+        other => other.to_string(),
     }
 }
 

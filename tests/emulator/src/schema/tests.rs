@@ -210,8 +210,8 @@ fn cel_rules_with_field_path_reason_and_message_expression() {
     assert_eq!(
         errors(&s, json!({"spec": {"min": 1}})),
         [
-            r#"spec: Invalid value: "object": No such key: max evaluating rule: min must not exceed max"#,
-            r#"spec: Invalid value: "object": No such key: max evaluating rule: self.max < 100"#,
+            r#"spec: Invalid value: "object": no such key: max evaluating rule: min must not exceed max"#,
+            r#"spec: Invalid value: "object": no such key: max evaluating rule: self.max < 100"#,
         ]
     );
     // OpenAPI errors of the whole object come before CEL errors, as the API server runs them.
@@ -254,6 +254,26 @@ fn bad_schemas_are_refused() {
     )
     .is_err());
     assert!(Schema::from_openapi_v3(&json!([1])).is_err());
+}
+
+/// Run-time errors read as cel-go words them: Istio's CRD rule on `portLevelMtls` keys
+/// (`int(key)`) refuses a non-numeric key with "type conversion error from 'string' to 'int'".
+#[test]
+fn cel_run_time_errors_use_cel_go_texts() {
+    let s = spec_schema(json!({
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "x-kubernetes-validations": [
+            {"rule": "self.all(key, 0 < int(key) && int(key) <= 65535)", "message": "port must be between 1-65535"}
+        ]
+    }));
+    assert!(errors(&s, json!({"spec": {"8080": "STRICT"}})).is_empty());
+    assert_eq!(
+        errors(&s, json!({"spec": {"acd": "STRICT"}})),
+        [
+            r#"spec: Invalid value: "object": type conversion error from 'string' to 'int' evaluating rule: port must be between 1-65535"#
+        ]
+    );
 }
 
 #[test]
