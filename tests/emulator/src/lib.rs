@@ -28,6 +28,7 @@ pub mod openapi_pb;
 pub mod patch;
 pub mod persist;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod selector;
 mod server;
