@@ -10,8 +10,9 @@ pub mod connect;
 mod error;
 pub mod inventory;
 pub mod order;
+pub mod rbac;
 pub mod resources;
 pub mod state;
 
 pub use connect::{Cluster, ConnectOptions};
-pub use error::ClusterError;
+pub use error::{ClusterError, Target};

@@ -276,6 +276,7 @@ impl Engine {
             delete_deployments: Vec::new(),
             snapshot: None,
             next_decision_at: None,
+            driver: None,
         };
         record.record(decision.action, Some(stage), &decision.reason, &now);
         // Check the stage renders before anything is written.
