@@ -73,7 +73,8 @@ async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<(Strin
         return Ok((String::from_utf8(buf)?, release.record.is_terminal()));
     }
     let pods = cluster::inventory::list(cluster, resources::POD, Some(&cluster.namespace)).await?;
-    let text = tree::render(&release_view(&release.record, &pods));
+    let mut text = tree::render(&release_view(&release.record, &pods));
+    text.extend(super::runner::driver_line(&release.record));
     Ok((text, release.record.is_terminal()))
 }
 

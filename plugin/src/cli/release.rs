@@ -131,6 +131,12 @@ pub struct RunArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Hand the release to the in-cluster runner (`kubectl canary runner`) and return.
+    #[arg(long, conflicts_with_all = ["attach", "timeout", "no_wait"])]
+    pub detach: bool,
+    /// Take a detached release back from the runner (then `run` drives it again).
+    #[arg(long)]
+    pub attach: bool,
 }
 
 fn mode(dry_run: DryRun) -> Mode {
@@ -294,6 +300,9 @@ pub async fn undo(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()>
 
 /// `run <release>`: decide, apply, wait, until the release completes or rolls back.
 pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.detach || args.attach {
+        return super::runner::hand_over(&args, global).await;
+    }
     let mutation = MutationArgs {
         dry_run: DryRun::None,
         output: None,
@@ -314,6 +323,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut event = Event::Step;
     loop {
         let current = engine.load(&args.release).await.map_err(coded)?;
+        super::runner::refuse_if_detached(&current.record)?;
         if current.record.is_terminal() || current.record.phase == policy_sdk::Phase::Promoted {
             progress.line(&format!(
                 "release {} is {:?} at stage {} ({})",
