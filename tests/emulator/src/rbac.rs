@@ -405,11 +405,8 @@ pub fn special(
             return Ok(json!({}));
         }
         if body.starts_with(b"k8s\0") {
-            // TokenRequest and SelfSubjectAccessReview have no protobuf descriptor here.
-            return Err(ApiError::unsupported_media_type(
-                crate::protobuf::MEDIA_TYPE,
-                &["application/json"],
-            ));
+            // kubectl 1.32+ sends both kinds as protobuf.
+            return crate::protobuf::decode(body);
         }
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))

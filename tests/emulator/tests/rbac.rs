@@ -21,7 +21,7 @@ rules:
   resources: [configmaps]
   verbs: [get, list]
 - apiGroups: [apps]
-  resources: [deployments/scale]
+  resources: [deployments, deployments/scale]
   verbs: [get]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -35,6 +35,16 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: settings, namespace: shop}
 data: {mode: a}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
 ";
 
 fn kubectl_bin() -> Option<std::path::PathBuf> {
@@ -112,7 +122,7 @@ fn service_account_tokens_are_authorized_by_rbac() {
         ),
         (
             &["get", "cm", "--watch-only", "--request-timeout", "5s"],
-            "Error from server (Forbidden): unknown (get configmaps)\n".to_string(),
+            format!("Error from server (Forbidden): configmaps is forbidden: {USER} cannot watch resource \"configmaps\" in API group \"\" in the namespace \"shop\"\n"),
         ),
     ];
     for (args, want) in cases {
