@@ -1,0 +1,306 @@
+//! The in-cluster runner against the emulator: two replicas, one leader, releases handed over
+//! with `run --detach` progress to Promoted with no CLI attached; SIGKILL of the leader hands
+//! over to the standby, and every stage is recorded exactly once; a standby never writes.
+//! Each runner authenticates with its own service account bound to `kubectl canary rbac
+//! --runner`'s Role, so the Role is proven sufficient and the audit log tells them apart.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use canary_e2e::{plugin_dir, TestCluster};
+use serde_json::Value;
+
+const NS: &str = "shop";
+
+fn spec(release: &str, service: &str) -> String {
+    format!(
+        "apiVersion: canary.kubectl.dev/v1alpha1
+kind: Release
+metadata: {{name: {release}, namespace: {NS}}}
+spec:
+  services:
+    - name: {service}
+      stable: {{version: v1}}
+      canary: {{version: v2}}
+  policy:
+    module: builtin:progressive
+    config: {{steps: [20, 50, 100], pause: 1s}}
+"
+    )
+}
+
+/// Start `release` (as the admin) and hand it to the runner.
+fn start_detached(c: &TestCluster, dir: &Path, release: &str, service: &str) {
+    let path = dir.join(format!("{release}.yaml"));
+    std::fs::write(&path, spec(release, service)).unwrap();
+    let parsed = kubectl_canary::spec::load_file(&path).expect("spec");
+    for object in kubectl_canary::demo::workloads::workloads_for(&parsed) {
+        c.emulator
+            .apply_yaml(&serde_yaml::to_string(&object).unwrap())
+            .expect("workload");
+    }
+    c.canary(["start", "-f", path.to_str().unwrap()]).success();
+    let run = c.canary(["run", release, "-n", NS, "--detach"]).success();
+    let since = record(c, release)["driver"]["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        run.stdout,
+        format!("release {release} handed to the runner (since {since}): `kubectl canary runner` in namespace {NS} drives it; `kubectl canary get {release}` shows its decisions\n")
+    );
+}
+
+fn record(c: &TestCluster, release: &str) -> Value {
+    let cm = c
+        .emulator
+        .get("v1", "ConfigMap", NS, &format!("canary-{release}"))
+        .expect("state ConfigMap");
+    serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap()
+}
+
+/// A service account bound to the runner's Role, and a kubeconfig with its token.
+fn runner_account(c: &TestCluster, dir: &Path, name: &str) -> PathBuf {
+    c.emulator
+        .apply_yaml(&format!(
+            "apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}, namespace: {NS}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {name}, namespace: {NS}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: kubectl-canary-runner}}
+subjects:
+- {{kind: ServiceAccount, name: {name}, namespace: {NS}}}
+"
+        ))
+        .expect("service account");
+    let token = c.emulator.service_account_token(NS, name).expect("token");
+    let path = dir.join(format!("{name}.kubeconfig"));
+    c.emulator
+        .write_kubeconfig_with_token(&path, &token, NS)
+        .expect("kubeconfig");
+    path
+}
+
+/// A runner process and the lines it printed.
+struct RunnerProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunnerProcess {
+    fn spawn(identity: &str, kubeconfig: &Path) -> Self {
+        let mut child = Command::new(plugin_dir().join("kubectl-canary"))
+            .args([
+                "runner",
+                "-n",
+                NS,
+                "--identity",
+                identity,
+                "--lease-duration",
+                "3s",
+                "--renew-deadline",
+                "2s",
+                "--retry-period",
+                "250ms",
+                "--interval",
+                "1s",
+                "--metrics-address",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("NO_COLOR", "1")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the runner");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        RunnerProcess { child, lines }
+    }
+
+    fn printed(&self, line: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l == line)
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `done` until it holds, failing with `what` after a generous deadline.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_one_leader_failover_on_sigkill_every_stage_once() {
+    let Some(c) = TestCluster::start_light("runner_failover").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let releases = [("web-v2", "web"), ("api-v2", "api")];
+    for (release, service) in releases {
+        start_detached(&c, dir.path(), release, service);
+    }
+    // The runner's Role, exactly as `kubectl canary rbac --runner` prints it.
+    let role = c.canary(["rbac", "--runner", "-n", NS]).success().stdout;
+    c.kubectl
+        .run_with_stdin(["apply", "-f", "-"], &role)
+        .success();
+    let kc_a = runner_account(&c, dir.path(), "runner-a");
+    let kc_b = runner_account(&c, dir.path(), "runner-b");
+
+    let mut runners = [
+        ("a", RunnerProcess::spawn("a", &kc_a)),
+        ("b", RunnerProcess::spawn("b", &kc_b)),
+    ];
+    let leading = |id: &str| format!("runner {id}: leading: acquired the Lease");
+    let outputs = |runners: &[(&str, RunnerProcess)]| {
+        runners
+            .iter()
+            .map(|(id, r)| format!("runner {id}:\n{}", r.output()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    wait_for(
+        "a leader",
+        || runners.iter().any(|(id, r)| r.printed(&leading(id))),
+        || outputs(&runners),
+    );
+    let li = usize::from(!runners[0].1.printed(&leading("a")));
+    let si = 1 - li;
+    let standby_id = runners[si].0;
+    assert!(
+        !runners[si].1.printed(&leading(standby_id)),
+        "{}",
+        outputs(&runners)
+    );
+    // SIGKILL the leader as soon as it has made a decision.
+    wait_for(
+        "the leader's first decision",
+        || runners[li].1.output().contains(": release shop/"),
+        || outputs(&runners),
+    );
+    let killed_at = c.emulator.audit().records().len();
+    let kill_time = Instant::now();
+    runners[li].1.child.kill().unwrap();
+    let _ = runners[li].1.child.wait();
+    wait_for(
+        "the standby to take over",
+        || runners[si].1.printed(&leading(standby_id)),
+        || outputs(&runners),
+    );
+    eprintln!(
+        "failover: the standby led {:?} after the SIGKILL (lease duration 3s)",
+        kill_time.elapsed()
+    );
+    let survivor = &runners[si].1;
+    for (release, _) in releases {
+        wait_for(
+            &format!("{release} Promoted"),
+            || record(&c, release)["phase"] == "Promoted",
+            || format!("{:#}\nrunner:\n{}", record(&c, release), survivor.output()),
+        );
+        // Every stage exactly once: the history's stage changes are 0, 1, 2 in order.
+        let history = record(&c, release)["history"].as_array().unwrap().clone();
+        let stages: Vec<u64> = history
+            .iter()
+            .filter(|h| h["action"] != "hold")
+            .map(|h| h["stage"].as_u64().unwrap())
+            .collect();
+        assert_eq!(stages, [0, 1, 2], "{history:#?}");
+        assert_eq!(record(&c, release)["driver"]["kind"], "runner");
+    }
+    // Before the SIGKILL, the standby wrote nothing but Lease attempts.
+    let records = c.emulator.audit().records();
+    let standby_user = format!("system:serviceaccount:shop:runner-{standby_id}");
+    let early: Vec<String> = records[..killed_at]
+        .iter()
+        .filter(|r| r.user == standby_user && WRITES.contains(&r.verb.as_str()))
+        .filter(|r| r.resource != "leases")
+        .map(|r| format!("{} {} -> {}", r.verb, r.path, r.status))
+        .collect();
+    assert_eq!(early, Vec::<String>::new());
+    // The standby watched: no LIST of ConfigMaps after its first one (no polling).
+    let lists = records
+        .iter()
+        .filter(|r| r.user == standby_user && r.resource == "configmaps" && r.verb == "list")
+        .count();
+    assert!(lists <= 2, "{lists} LISTs of ConfigMaps: the runner polls");
+    // `get` names the driver.
+    let get = c.canary(["get", "web-v2", "-n", NS]).success().stdout;
+    let since = record(&c, "web-v2")["driver"]["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        get.ends_with(&format!("Driven by: runner (since {since}); its last decision is the last one above — `kubectl canary run web-v2 --attach` takes it back\n")),
+        "{get}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_a_detached_release_until_attached() {
+    let Some(c) = TestCluster::start_light("runner_detached_run").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    start_detached(&c, dir.path(), "web-v2", "web");
+    let since = record(&c, "web-v2")["driver"]["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = c.canary(["run", "web-v2", "-n", NS, "--no-wait"]).code(1);
+    assert_eq!(
+        run.stderr,
+        format!("error: release web-v2 is driven by the in-cluster runner (handed over at {since}); follow it with `kubectl canary get web-v2 --watch`, or take it back with `kubectl canary run web-v2 --attach`\n")
+    );
+    // No runner runs: nothing changed.
+    assert_eq!(record(&c, "web-v2")["stage"]["index"], 0);
+    let attach = c.canary(["run", "web-v2", "-n", NS, "--attach"]).success();
+    assert_eq!(
+        attach.stdout,
+        "release web-v2 taken back from the runner: the CLI drives it (`kubectl canary run web-v2` goes on)\n"
+    );
+    assert!(record(&c, "web-v2").get("driver").is_none());
+    let cm = c
+        .emulator
+        .get("v1", "ConfigMap", NS, "canary-web-v2")
+        .unwrap();
+    assert!(cm["metadata"]["labels"]
+        .get("canary.kubectl.dev/driver")
+        .is_none());
+    c.canary(["run", "web-v2", "-n", NS, "--no-wait"]).success();
+    assert_eq!(record(&c, "web-v2")["phase"], "Promoted");
+}
