@@ -20,9 +20,9 @@ pub struct RbacArgs {
     /// The Role the in-cluster runner needs instead of the operator's.
     #[arg(long)]
     pub runner: bool,
-    /// The Role's name.
+    /// The Role's name (default: kubectl-canary, or kubectl-canary-runner with --runner).
     #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    pub role_name: Option<String>,
     /// Print the Role as plain JSON or YAML (default: YAML with a comment per rule).
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
@@ -47,7 +47,7 @@ pub async fn run(args: RbacArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     } else {
         (rbac::OPERATOR, "kubectl-canary")
     };
-    let name = args.name.as_deref().unwrap_or(default_name);
+    let name = args.role_name.as_deref().unwrap_or(default_name);
     let mut out = std::io::stdout().lock();
     match args.output {
         Some(format) => super::write_value(&mut out, &rbac::role(name, &namespace, rules), format)?,

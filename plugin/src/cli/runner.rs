@@ -12,8 +12,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::flags::{CacheArgs, FieldManagerArgs};
+use super::propagation::{PropagationArgs, TerminalProgress};
 use super::release::RunArgs;
-use super::{GlobalArgs, OutputFormat};
+use super::{GlobalArgs, MutationArgs, OutputFormat};
 use crate::cluster::Cluster;
 use crate::release::driver::Driver;
 use crate::release::record::ReleaseRecord;
@@ -21,7 +22,7 @@ use crate::release::Decider;
 use crate::runner::install::{self, InstallOptions};
 use crate::runner::lease::LeaseConfig;
 use crate::runner::metrics::Metrics;
-use crate::runner::{Runner, RunnerOptions};
+use crate::runner::{PropagationSetup, Runner, RunnerOptions};
 
 /// Arguments of `runner`.
 #[derive(Debug, Args)]
@@ -90,6 +91,9 @@ pub struct RunnerRunArgs {
     /// Policy cache and limits.
     #[command(flatten)]
     pub policy: CacheArgs,
+    /// Confirming changes at the data plane (as `run`).
+    #[command(flatten)]
+    pub propagation: PropagationArgs,
 }
 
 /// Arguments of `runner install`.
@@ -108,13 +112,10 @@ pub struct InstallArgs {
     /// The port of /healthz, /readyz and /metrics in the pod.
     #[arg(long, default_value_t = 8080)]
     pub metrics_port: u16,
-    /// `client`: only print the manifests; `none`: apply them (server-side apply).
-    #[arg(long, value_enum, default_value_t, num_args = 0..=1, require_equals = true,
-          default_missing_value = "client", value_name = "MODE")]
-    pub dry_run: super::DryRun,
-    /// Output format of the printed manifests.
-    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
-    pub output: Option<OutputFormat>,
+    /// `--dry-run=client -o yaml` prints the manifests (for GitOps); without it they are
+    /// applied with server-side apply.
+    #[command(flatten)]
+    pub mutation: MutationArgs,
 }
 
 /// `runner` and `runner install`.
@@ -133,13 +134,13 @@ async fn install_cmd(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<(
         replicas: args.replicas,
         metrics_port: args.metrics_port,
     });
-    match args.dry_run {
+    match args.mutation.dry_run {
         super::DryRun::Client => {
             let mut out = std::io::stdout().lock();
             super::write_objects(
                 &mut out,
                 &objects,
-                args.output.unwrap_or(OutputFormat::Yaml),
+                args.mutation.output.unwrap_or(OutputFormat::Yaml),
             )?;
             Ok(out.flush()?)
         }
@@ -147,7 +148,13 @@ async fn install_cmd(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<(
             let cluster = Cluster::connect(&global.connect_options()).await?;
             let mut out = std::io::stdout().lock();
             for object in &objects {
-                apply(&cluster, object, dry_run == super::DryRun::Server).await?;
+                apply(
+                    &cluster,
+                    object,
+                    &args.mutation.manager.field_manager,
+                    dry_run == super::DryRun::Server,
+                )
+                .await?;
                 let kind = object["kind"].as_str().unwrap_or_default().to_lowercase();
                 writeln!(
                     out,
@@ -165,8 +172,13 @@ async fn install_cmd(args: InstallArgs, global: &GlobalArgs) -> anyhow::Result<(
     }
 }
 
-/// Server-side apply one of the install manifests (field manager `kubectl-canary`).
-async fn apply(cluster: &Cluster, object: &serde_json::Value, dry_run: bool) -> anyhow::Result<()> {
+/// Server-side apply one of the install manifests.
+async fn apply(
+    cluster: &Cluster,
+    object: &serde_json::Value,
+    field_manager: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -180,7 +192,7 @@ async fn apply(cluster: &Cluster, object: &serde_json::Value, dry_run: bool) -> 
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), namespace, &resource);
-    let mut params = PatchParams::apply(crate::labels::MANAGED_BY);
+    let mut params = PatchParams::apply(field_manager);
     if dry_run {
         params = params.dry_run();
     }
@@ -274,7 +286,12 @@ async fn serve(args: RunnerRunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 .collect();
             println!("{clean}");
         },
-    )?;
+    )?
+    .with_propagation(PropagationSetup {
+        options: args.propagation.options(),
+        // One plain line per wait on standard error, as `run` prints off a terminal.
+        progress: Arc::new(TerminalProgress::new(false)),
+    });
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (addr, server) = crate::runner::serve::bind(args.metrics_address, metrics, stop_rx.clone())
         .await

@@ -583,7 +583,7 @@ impl Engine {
                     requeue_after_seconds,
                 })
             }
-            Verdict::Change(next) => next,
+            Verdict::Change(next) => *next,
         };
         desired_objects(&next.record)?;
         let written = if self.mode == Mode::Preview {
@@ -616,7 +616,11 @@ impl Engine {
             if self.mode == Mode::Preview {
                 return Ok(batches.into_iter().flatten().collect());
             }
-            match self.applier.apply_batches(&batches, &live, &mut self.propagation.gate(&live)).await {
+            match self
+                .applier
+                .apply_batches(&batches, &live, &mut self.propagation.gate(&live))
+                .await
+            {
                 Ok(applied) => {
                     done.extend(applied);
                     return Ok(done);

@@ -76,7 +76,7 @@ pub struct Next {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Write this record, then apply what it describes.
-    Change(Next),
+    Change(Box<Next>),
     /// Nothing to write: a hold, or the work is already done.
     Unchanged {
         /// `Some(Hold)` for a policy hold; `None` when the command had nothing to do.
@@ -380,12 +380,12 @@ pub fn decide(
     next.phase = phase;
     next.generation = record.generation + 1;
     next.record(action, Some(stage), &reason, now);
-    Ok(Verdict::Change(Next {
+    Ok(Verdict::Change(Box::new(Next {
         record: next,
         action,
         reason,
         requeue_after_seconds: decision.requeue_after_seconds,
-    }))
+    })))
 }
 
 /// Finalize: the canary becomes the only version; `stable` are the stable Deployments found
@@ -445,12 +445,12 @@ pub fn finalize(
     let mut stage = render::final_stage(&info);
     stage.index = record.stage.index + 1;
     next.record(Action::Complete, Some(stage), &reason, now);
-    Ok(Verdict::Change(Next {
+    Ok(Verdict::Change(Box::new(Next {
         record: next,
         action: Action::Complete,
         reason,
         requeue_after_seconds: None,
-    }))
+    })))
 }
 
 /// Undo a finalize: the deleted Deployments, the stable subset and the routing in force
@@ -491,12 +491,12 @@ pub fn undo(record: &ReleaseRecord, now: &str) -> Result<Verdict, Refusal> {
         .clone()
         .unwrap_or_else(|| render::final_stage(&info));
     next.record(Action::Complete, Some(stage), &reason, now);
-    Ok(Verdict::Change(Next {
+    Ok(Verdict::Change(Box::new(Next {
         record: next,
         action: Action::Complete,
         reason,
         requeue_after_seconds: None,
-    }))
+    })))
 }
 
 /// The policy's reason when it gave one, else the operator command's own.
@@ -570,6 +570,7 @@ mod tests {
             delete_deployments: Vec::new(),
             snapshot: None,
             next_decision_at: None,
+            driver: None,
             spec,
         }
     }

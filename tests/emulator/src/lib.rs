@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod controller;
+pub mod decode;
 pub mod discovery;
 mod emulator;
 pub mod error;

@@ -9,6 +9,20 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN] [--propagation-delay DURATION] [--propagation-proxies N] [--propagation-stuck NAME]...";
 
+/// `kube-emulator serve --help` (and `kube-emulator --help`).
+const HELP: &str = "\
+kube-emulator serve: run the emulated Kubernetes API server on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN]
+
+Flags:
+  --kubeconfig FILE  write a kubeconfig for kubectl and kube-rs here (required)
+  --port N           port to listen on (default: a free one)
+  --data-dir DIR     keep the cluster's objects in DIR, and load them from it at start
+  --minor N          the Kubernetes minor version /version reports (default 33; it chooses kubectl 1.N)
+  --token TOKEN      the bearer token clients must send (default: a random one)
+  -h, --help         print this help";
+
 fn parse(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         record_states: false,
@@ -21,7 +35,7 @@ fn parse(args: &[String]) -> Result<Options> {
     match it.next().map(String::as_str) {
         Some("serve") => {}
         Some("-h" | "--help") => {
-            println!("{USAGE}");
+            println!("{HELP}");
             std::process::exit(0);
         }
         _ => bail!("expected the `serve` subcommand\n{USAGE}"),
@@ -38,6 +52,10 @@ fn parse(args: &[String]) -> Result<Options> {
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))
         };
         match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
             "--kubeconfig" => opts.kubeconfig = Some(PathBuf::from(value()?)),
             "--port" => opts.port = value()?.parse().context("--port must be a number")?,
             "--data-dir" => opts.data_dir = Some(PathBuf::from(value()?)),

@@ -231,9 +231,9 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
+    let credentials = req.headers().get(header::AUTHORIZATION);
+    let anonymous = credentials.is_none();
+    let bearer = credentials
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
@@ -310,15 +310,19 @@ pub(crate) async fn handle(
             state,
         });
     };
-    let Some(user) = user else {
+    // kube-apiserver lets anyone (system:public-info-viewer) read /healthz, /livez, /readyz and
+    // /version; credentials that are present but wrong are still refused.
+    let public = matches!(route, Route::Health | Route::Version) && method == Method::GET;
+    if user.is_none() && !(public && anonymous) {
         let r = error_response(&ApiError::unauthorized());
         record(401);
         return Ok(r);
-    };
-    let authorized = crate::rbac::authorize(&shared.lock(), &user, &attrs);
-    if let Err(e) = authorized {
-        record(e.code);
-        return Ok(error_response(&e));
+    }
+    if let Some(user) = &user {
+        if let Err(e) = crate::rbac::authorize(&shared.lock(), user, &attrs) {
+            record(e.code);
+            return Ok(error_response(&e));
+        }
     }
     for action in shared.faults.on_request(info.verb, &info.resource) {
         match action {
@@ -354,7 +358,17 @@ pub(crate) async fn handle(
             return Ok(error_response(&ApiError::too_large()));
         }
     };
-    let special = crate::rbac::special(&shared.lock(), &shared.tokens, &user, &attrs, &body);
+    // Content negotiation happens before the handler runs (health answers in plain text to
+    // any Accept).
+    if !matches!(route, Route::Health) {
+        if let Err(e) = crate::decode::check_accept(&accept) {
+            record(e.code);
+            return Ok(error_response(&e));
+        }
+    }
+    let special = user
+        .as_ref()
+        .and_then(|user| crate::rbac::special(&shared.lock(), &shared.tokens, user, &attrs, &body));
     if let Some(answer) = special {
         let r = answer.map_or_else(|e| error_response(&e), |(code, v)| json_response(code, &v));
         record(r.status().as_u16());
@@ -503,13 +517,42 @@ const SCALE_PATCH_TYPES: &[&str] = &[
 
 fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     match media_type(ct).as_str() {
-        "application/json" | "" => serde_json::from_slice(body)
+        "application/json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}"))),
-        "application/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}"))),
+        "application/yaml" => {
+            crate::decode::check_yaml_depth(body)?;
+            serde_yaml::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("yaml parse error: {e}")))
+        }
         crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body),
         other => Err(ApiError::unsupported_media_type(other, BODY_TYPES)),
     }
+}
+
+/// Duplicate fields of a JSON create/update body, as kube-apiserver's strict decoder sees them:
+/// an error with `fieldValidation=Strict`, warnings with `Warn` (the default), nothing with
+/// `Ignore`.
+fn duplicates(
+    res: &ResourceInfo,
+    content_type: &str,
+    body: &[u8],
+    opts: &WriteOptions,
+) -> Result<Vec<String>, ApiError> {
+    if media_type(content_type) != "application/json"
+        || opts.field_validation == FieldValidation::Ignore
+    {
+        return Ok(vec![]);
+    }
+    let found = crate::decode::duplicate_fields(body);
+    if opts.field_validation == FieldValidation::Strict && !found.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            found.join(", "),
+            kind = res.kind,
+            version = res.version
+        )));
+    }
+    Ok(found)
 }
 
 fn warning_headers(r: &mut Response<ResBody>, warnings: &[String]) {
@@ -598,6 +641,7 @@ fn resource_request(
         }
         "get" => (200, c.get(res, &ns, &name)?, vec![]),
         "list" => {
+            crate::decode::check_continue(q.get("continue").map(String::as_str).unwrap_or(""))?;
             let labels =
                 LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
             let fields = FieldSelector::parse(
@@ -626,14 +670,16 @@ fn resource_request(
             }
             let obj = parse_object(r.content_type, r.body)?;
             check_gvk(&obj)?;
+            let duplicates = duplicates(res, r.content_type, r.body, &opts)?;
             let (v, w) = c.create(res, &ns, obj, &opts)?;
-            (201, v, w)
+            (201, v, [duplicates, w].concat())
         }
         "update" => {
             let obj = parse_object(r.content_type, r.body)?;
             check_gvk(&obj)?;
+            let duplicates = duplicates(res, r.content_type, r.body, &opts)?;
             let (v, w) = c.update(res, &ns, &name, obj, &r.sub, &opts)?;
-            (200, v, w)
+            (200, v, [duplicates, w].concat())
         }
         "patch" => {
             let kind = match media_type(r.content_type).as_str() {
@@ -645,6 +691,7 @@ fn resource_request(
             };
             let body: Value = if kind == PatchType::Apply {
                 opts.manager = q.get("fieldManager").cloned().unwrap_or_default();
+                crate::decode::check_yaml_depth(r.body)?;
                 serde_yaml::from_slice(r.body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
             } else {

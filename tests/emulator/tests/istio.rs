@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fails, ok, shared_dir, system_kubectl};
+use common::{fails, ok, require_kubectl, require_shared, runtime};
 use kube_emulator::{Emulator, Options};
 
 const VS: &str = "apiVersion: networking.istio.io/v1
@@ -21,19 +21,13 @@ spec:
 
 #[test]
 fn istio_crds_install_and_validate() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("skipping: ../shared/fixtures/istio is absent");
+    let Some(shared) = require_shared() else {
         return;
     };
-    let Some(bin) = system_kubectl() else {
-        eprintln!("skipping: /usr/bin/kubectl is absent");
+    let Some(bin) = require_kubectl() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let emu = rt
         .block_on(Emulator::start(Options::default()))
         .expect("start");

@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::{fails, kubectl, ok, runtime, system_kubectl};
+use common::{
+    fails, kubectl, ok, require_kubectl, runtime, versioned_kubectl, Lines, KUBECTL_MINORS,
+};
 use kube_emulator::{Emulator, Options};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const DEPLOY: &str = "apiVersion: apps/v1
@@ -231,7 +233,8 @@ fn smoke(bin: &Path, emu: &Emulator) {
     .contains("(server dry run)"));
     assert!(!kubectl(bin, kc, &["get", "cm", "dry"], None).ok);
 
-    // get -w sees a change made while it watches
+    // get -w sees a change made while it watches: wait for its first line (the watch is
+    // established), change the object, wait for the new value; deadlines, not sleeps.
     let mut watch = std::process::Command::new(bin)
         .args([
             "get",
@@ -247,7 +250,10 @@ fn smoke(bin: &Path, emu: &Emulator) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("kubectl get -w");
-    std::thread::sleep(Duration::from_millis(1500));
+    let lines = Lines::of(&mut watch);
+    lines
+        .wait_for(Duration::from_secs(20), |_| true)
+        .expect("get -w printed the current value");
     ok(
         bin,
         kc,
@@ -262,14 +268,10 @@ fn smoke(bin: &Path, emu: &Emulator) {
         ],
         None,
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    let seen = lines.wait_for(Duration::from_secs(20), |l| l == "watched");
     let _ = watch.kill();
-    let out = watch.wait_with_output().expect("watch output");
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        seen.contains("watched"),
-        "get -w did not see the change: {seen:?}"
-    );
+    let _ = watch.wait();
+    assert!(seen.is_ok(), "get -w did not see the change: {seen:?}");
 
     // delete, with the Deployment's pods garbage-collected
     assert!(ok(bin, kc, &["delete", "deploy", "web"], None).contains("deleted"));
@@ -287,8 +289,7 @@ fn smoke(bin: &Path, emu: &Emulator) {
 
 #[test]
 fn usr_bin_kubectl_smoke() {
-    let Some(bin) = system_kubectl() else {
-        eprintln!("skipping: /usr/bin/kubectl is absent");
+    let Some(bin) = require_kubectl() else {
         return;
     };
     let rt = runtime();
@@ -302,12 +303,10 @@ fn usr_bin_kubectl_smoke() {
 #[test]
 fn versioned_kubectl_smoke() {
     let rt = runtime();
-    for minor in 27..=33 {
-        let bin = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
-        if !bin.exists() {
-            eprintln!("skipping {}: absent", bin.display());
+    for minor in KUBECTL_MINORS {
+        let Some(bin) = versioned_kubectl(minor) else {
             continue;
-        }
+        };
         let emu = rt
             .block_on(Emulator::start(Options {
                 minor,
@@ -321,8 +320,7 @@ fn versioned_kubectl_smoke() {
 
 #[test]
 fn unauthenticated_kubectl_is_refused() {
-    let Some(bin) = system_kubectl() else {
-        eprintln!("skipping: /usr/bin/kubectl is absent");
+    let Some(bin) = require_kubectl() else {
         return;
     };
     let rt = runtime();
@@ -345,8 +343,7 @@ fn unauthenticated_kubectl_is_refused() {
 
 #[test]
 fn kubectl_uses_aggregated_discovery() {
-    let Some(bin) = system_kubectl() else {
-        eprintln!("skipping: /usr/bin/kubectl is absent");
+    let Some(bin) = require_kubectl() else {
         return;
     };
     let rt = runtime();

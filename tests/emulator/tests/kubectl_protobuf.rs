@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{kubectl, ok, runtime, system_kubectl};
+use common::{kubectl, ok, require_kubectl, runtime, versioned_kubectl, KUBECTL_MINORS};
 use kube_emulator::{Emulator, Options};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `(resource, name, namespaced, generator arguments)`.
 const GENERATORS: &[(&str, &str, bool, &[&str])] = &[
@@ -233,8 +233,7 @@ fn generators(bin: &Path, emu: &Emulator, protobuf: Option<bool>) {
 
 #[test]
 fn usr_bin_kubectl_generators_send_protobuf() {
-    let Some(bin) = system_kubectl() else {
-        eprintln!("skipping: /usr/bin/kubectl is absent");
+    let Some(bin) = require_kubectl() else {
         return;
     };
     let rt = runtime();
@@ -248,12 +247,10 @@ fn usr_bin_kubectl_generators_send_protobuf() {
 #[test]
 fn versioned_kubectl_generators_send_protobuf() {
     let rt = runtime();
-    for minor in 27..=33 {
-        let bin = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
-        if !bin.exists() {
-            eprintln!("skipping {}: absent", bin.display());
+    for minor in KUBECTL_MINORS {
+        let Some(bin) = versioned_kubectl(minor) else {
             continue;
-        }
+        };
         let emu = rt
             .block_on(Emulator::start(Options {
                 minor,

@@ -2,34 +2,25 @@
 //! workspace, or the file named by `ISTIO_CRDS`): the seed objects validate clean, broken ones get
 //! the API server's exact messages. Skipped, with a message, when the bundle is absent.
 
+mod common;
+
 use std::sync::OnceLock;
 
 use kube_emulator::schema::{invalid_status, CrdSet, FieldErrorKind, Gvk, UnknownFields};
 use serde_json::{json, Value};
 
-fn bundle_path() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("ISTIO_CRDS") {
-        return p.into();
-    }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/istio/customresourcedefinitions.gen.yaml")
-}
-
-/// The compiled bundle, or `None` (and a printed reason) when the fixture is absent.
+/// The compiled bundle, or `None` (a skip with a message; a failure under `CI=true`) when the
+/// fixture is absent.
 fn crds() -> Option<&'static CrdSet> {
     static SET: OnceLock<Option<CrdSet>> = OnceLock::new();
     SET.get_or_init(|| {
-        let path = bundle_path();
-        match std::fs::read_to_string(&path) {
-            Ok(yaml) => Some(CrdSet::from_yaml(&yaml).expect("the Istio bundle compiles")),
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: Istio CRD bundle not found at {} ({e}); set ISTIO_CRDS to run these tests",
-                    path.display()
-                );
-                None
-            }
-        }
+        let path = common::istio_crds().filter(|p| p.exists());
+        let path = common::require(
+            path,
+            "Istio's CRD bundle (../shared/fixtures/istio, or ISTIO_CRDS)",
+        )?;
+        let yaml = std::fs::read_to_string(&path).expect("read the Istio CRD bundle");
+        Some(CrdSet::from_yaml(&yaml).expect("the Istio bundle compiles"))
     })
     .as_ref()
 }

@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: running a kubectl binary against an emulator.
+//! The one place the emulator's integration tests run kubectl from, find kubectl binaries and
+//! the shared fixtures, and decide to skip: a test whose tool or fixture is absent skips with a
+//! message locally and fails when `CI=true` (see [`require`]).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -81,10 +83,106 @@ pub fn fails(bin: &Path, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) 
     r.stderr
 }
 
-/// `/usr/bin/kubectl` if present.
+/// `/usr/bin/kubectl` (the version dispatcher) if present.
 pub fn system_kubectl() -> Option<PathBuf> {
     let p = PathBuf::from("/usr/bin/kubectl");
     p.exists().then_some(p)
+}
+
+/// The versioned `kubectl.1.<minor>` of the Google Cloud SDK, if present. Unlike
+/// `/usr/bin/kubectl` (which `.ci/run` installs), these come with the machine, not from a
+/// package registry CI can use, so a missing one is skipped with a message even in CI.
+pub fn versioned_kubectl(minor: u32) -> Option<PathBuf> {
+    let p = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+    if !p.exists() {
+        eprintln!("skipping {}: absent", p.display());
+    }
+    p.exists().then_some(p)
+}
+
+/// The minor versions of the versioned kubectl binaries the tests run.
+pub const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 27..=33;
+
+/// True when running in CI (`CI=true`), where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `found`, or (when it is `None`) a skip: a message locally, a failure under `CI=true`, where
+/// every tool and fixture is installed and a skipped test would be a test that cannot fail.
+#[track_caller]
+pub fn require<T>(found: Option<T>, what: &str) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{what} is absent, and CI=true: install it (see .ci/run) instead of skipping"
+        );
+        eprintln!("skipping: {what} is absent");
+    }
+    found
+}
+
+/// `/usr/bin/kubectl`, or a skip (see [`require`]).
+#[track_caller]
+pub fn require_kubectl() -> Option<PathBuf> {
+    require(system_kubectl(), "/usr/bin/kubectl")
+}
+
+/// The shared fixtures (`../shared`), or a skip (see [`require`]).
+#[track_caller]
+pub fn require_shared() -> Option<PathBuf> {
+    require(
+        shared_dir(),
+        "../shared/fixtures (the shared fixtures beside the workspace)",
+    )
+}
+
+/// Istio's CRD bundle in the shared fixtures (or the file named by `ISTIO_CRDS`), if present.
+pub fn istio_crds() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ISTIO_CRDS") {
+        return Some(p.into());
+    }
+    shared_dir().map(|d| d.join("fixtures/istio/customresourcedefinitions.gen.yaml"))
+}
+
+/// Lines a child process writes to its stdout, read on a thread so a test can wait for one with
+/// a deadline instead of sleeping.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    /// Read `child`'s stdout (it must be piped) line by line.
+    pub fn of(child: &mut std::process::Child) -> Lines {
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// Wait up to `within` for a line `wanted` accepts; every line read is returned on failure.
+    pub fn wait_for(
+        &self,
+        within: std::time::Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<String, Vec<String>> {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
 }
 
 /// The shared fixtures directory (`shared/` in an ancestor of the crate), if present.
