@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use policy_sdk::{Event, Phase};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -246,7 +246,8 @@ impl Runner {
             None => Api::all(self.client.clone()),
         };
         let config = watcher::Config::default().labels(&self.selector());
-        let mut events = watcher::watcher(api, config).boxed();
+        // Backoff: a refused or broken watch is retried (client-go's pace), not in a tight loop.
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
         let mut relisting: Option<HashSet<Key>> = None;
         let mut was_leading = false;
         loop {
@@ -282,7 +283,11 @@ impl Runner {
                     Some(Ok(event)) => self.on_event(event, &mut relisting),
                     Some(Err(e)) => {
                         self.metrics.error("watch");
-                        eprintln!("runner {}: watch: {e}", self.options.lease.identity);
+                        eprintln!(
+                            "runner {}: watch: {}",
+                            self.options.lease.identity,
+                            watch_error(e, self.options.namespace.as_deref())
+                        );
                     }
                     None => break,
                 },
@@ -505,6 +510,19 @@ impl Runner {
                 ));
             }
         }
+    }
+}
+
+/// A watch failure in the words of every other cluster error (a 403 names the verb and the
+/// resource, and says where the Role comes from).
+fn watch_error(e: watcher::Error, namespace: Option<&str>) -> String {
+    let target = crate::cluster::Target::new("ConfigMap", namespace.unwrap_or_default(), "");
+    match e {
+        watcher::Error::InitialListFailed(e) => ClusterError::from_kube("list", target, e).to_string(),
+        watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            ClusterError::from_kube("watch", target, e).to_string()
+        }
+        other => other.to_string(),
     }
 }
 

@@ -16,26 +16,37 @@ use serde_json::Value;
 const NS: &str = "shop";
 
 fn spec(release: &str, service: &str) -> String {
+    spec_in(NS, release, service, "")
+}
+
+/// A release of `service` in `namespace`; `extra` adds to the canary (`image: ...`) and spec.
+fn spec_in(namespace: &str, release: &str, service: &str, extra: &str) -> String {
+    let (canary_extra, spec_extra) = extra.split_once('|').unwrap_or((extra, ""));
     format!(
         "apiVersion: canary.kubectl.dev/v1alpha1
 kind: Release
-metadata: {{name: {release}, namespace: {NS}}}
+metadata: {{name: {release}, namespace: {namespace}}}
 spec:
   services:
     - name: {service}
       stable: {{version: v1}}
-      canary: {{version: v2}}
+      canary: {{version: v2{canary_extra}}}
   policy:
     module: builtin:progressive
     config: {{steps: [20, 50, 100], pause: 1s}}
-"
+{spec_extra}"
     )
 }
 
 /// Start `release` (as the admin) and hand it to the runner.
 fn start_detached(c: &TestCluster, dir: &Path, release: &str, service: &str) {
-    let path = dir.join(format!("{release}.yaml"));
-    std::fs::write(&path, spec(release, service)).unwrap();
+    start_detached_spec(c, dir, NS, release, &spec(release, service));
+}
+
+/// Start the release of `spec` in `namespace` (as the admin) and hand it to the runner.
+fn start_detached_spec(c: &TestCluster, dir: &Path, namespace: &str, release: &str, spec: &str) {
+    let path = dir.join(format!("{namespace}-{release}.yaml"));
+    std::fs::write(&path, spec).unwrap();
     let parsed = kubectl_canary::spec::load_file(&path).expect("spec");
     for object in kubectl_canary::demo::workloads::workloads_for(&parsed) {
         c.emulator
@@ -43,23 +54,41 @@ fn start_detached(c: &TestCluster, dir: &Path, release: &str, service: &str) {
             .expect("workload");
     }
     c.canary(["start", "-f", path.to_str().unwrap()]).success();
-    let run = c.canary(["run", release, "-n", NS, "--detach"]).success();
-    let since = record(c, release)["driver"]["since"]
+    let run = c
+        .canary(["run", release, "-n", namespace, "--detach"])
+        .success();
+    let since = record_in(c, namespace, release)["driver"]["since"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(
         run.stdout,
-        format!("release {release} handed to the runner (since {since}): `kubectl canary runner` in namespace {NS} drives it; `kubectl canary get {release}` shows its decisions\n")
+        format!("release {release} handed to the runner (since {since}): `kubectl canary runner` in namespace {namespace} drives it; `kubectl canary get {release}` shows its decisions\n")
     );
 }
 
 fn record(c: &TestCluster, release: &str) -> Value {
+    record_in(c, NS, release)
+}
+
+fn record_in(c: &TestCluster, namespace: &str, release: &str) -> Value {
     let cm = c
         .emulator
-        .get("v1", "ConfigMap", NS, &format!("canary-{release}"))
+        .get("v1", "ConfigMap", namespace, &format!("canary-{release}"))
         .expect("state ConfigMap");
     serde_json::from_str(cm["data"]["state.json"].as_str().unwrap()).unwrap()
+}
+
+/// The stages a release's history changed to (holds left out): every stage exactly once is
+/// `[0, 1, 2]`.
+fn stage_changes(c: &TestCluster, namespace: &str, release: &str) -> Vec<u64> {
+    record_in(c, namespace, release)["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["action"] != "hold")
+        .map(|h| h["stage"].as_u64().unwrap())
+        .collect()
 }
 
 /// A service account bound to the runner's Role, and a kubeconfig with its token.
@@ -87,57 +116,93 @@ subjects:
     path
 }
 
-/// A runner process and the lines it printed.
+/// A runner process and the lines it printed (standard output and standard error).
 struct RunnerProcess {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// Short timings, so that failover and the tests are quick.
+const FAST: &[&str] = &[
+    "--lease-duration",
+    "3s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "250ms",
+    "--interval",
+    "1s",
+    "--metrics-address",
+    "127.0.0.1:0",
+];
+
+fn collect_lines(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
 }
 
 impl RunnerProcess {
+    /// `kubectl-canary runner -n shop --identity IDENTITY` with [`FAST`] timings.
     fn spawn(identity: &str, kubeconfig: &Path) -> Self {
+        Self::spawn_with(identity, kubeconfig, &["-n", NS])
+    }
+
+    /// `kubectl-canary runner --identity IDENTITY ARGS` with [`FAST`] timings.
+    fn spawn_with(identity: &str, kubeconfig: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(plugin_dir().join("kubectl-canary"))
-            .args([
-                "runner",
-                "-n",
-                NS,
-                "--identity",
-                identity,
-                "--lease-duration",
-                "3s",
-                "--renew-deadline",
-                "2s",
-                "--retry-period",
-                "250ms",
-                "--interval",
-                "1s",
-                "--metrics-address",
-                "127.0.0.1:0",
-            ])
+            .arg("runner")
+            .args(args)
+            .args(["--identity", identity])
+            .args(FAST)
             .env("KUBECONFIG", kubeconfig)
             .env("NO_COLOR", "1")
+            // This emulator writes no propagation status (as for every other e2e command).
+            .env("KUBECTL_CANARY_WAIT_PROPAGATION", "never")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAME")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the runner");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        RunnerProcess { child, lines }
+        let lines = collect_lines(child.stdout.take().unwrap());
+        let errors = collect_lines(child.stderr.take().unwrap());
+        RunnerProcess {
+            child,
+            lines,
+            errors,
+        }
+    }
+
+    /// Every line printed to standard error.
+    fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
     }
 
     fn printed(&self, line: &str) -> bool {
         self.lines.lock().unwrap().iter().any(|l| l == line)
     }
 
+    /// Both streams, for failure messages.
     fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        format!(
+            "{}\n--- stderr\n{}",
+            self.lines.lock().unwrap().join("\n"),
+            self.errors.lock().unwrap().join("\n")
+        )
+    }
+
+    /// Every printed line (either stream).
+    fn all_lines(&self) -> Vec<String> {
+        let mut all = self.lines.lock().unwrap().clone();
+        all.extend(self.errors());
+        all
     }
 }
 
@@ -398,4 +463,213 @@ async fn sigterm_releases_the_lease_and_exits_0() {
         )
         .expect("the Lease");
     assert!(lease["spec"].get("holderIdentity").is_none(), "{lease:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_namespaces_drives_releases_in_every_namespace() {
+    let Some(c) = TestCluster::start_light("runner_all_namespaces").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let releases = [("shop", "web-v2", "web"), ("pay", "api-v2", "api")];
+    for (ns, release, service) in releases {
+        start_detached_spec(
+            &c,
+            dir.path(),
+            ns,
+            release,
+            &spec_in(ns, release, service, ""),
+        );
+    }
+    // A release not handed over is left alone, whatever its namespace.
+    start_detached_spec(
+        &c,
+        dir.path(),
+        "pay",
+        "cart-v2",
+        &spec_in("pay", "cart-v2", "cart", ""),
+    );
+    c.canary(["run", "cart-v2", "-n", "pay", "--attach"])
+        .success();
+    let runner = RunnerProcess::spawn_with(
+        "all",
+        c.emulator.kubeconfig_path(),
+        &["-A", "--lease-namespace", NS],
+    );
+    wait_for(
+        "the first line",
+        || {
+            runner
+                .output()
+                .lines()
+                .any(|l| l.ends_with("; watching releases in all namespaces"))
+        },
+        || runner.output(),
+    );
+    for (ns, release, _) in releases {
+        wait_for(
+            &format!("{ns}/{release} Promoted"),
+            || record_in(&c, ns, release)["phase"] == "Promoted",
+            || format!("{:#}\nrunner:\n{}", record_in(&c, ns, release), runner.output()),
+        );
+        assert_eq!(stage_changes(&c, ns, release), [0, 1, 2]);
+        let prefix = format!("runner all: release {ns}/{release} complete → stage 2 (");
+        assert!(
+            runner
+                .output()
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains("), Promoted: ")),
+            "{}",
+            runner.output()
+        );
+    }
+    assert_eq!(record_in(&c, "pay", "cart-v2")["stage"]["index"], 0);
+    assert!(record_in(&c, "pay", "cart-v2").get("driver").is_none());
+    // One watch across namespaces: the runner's ConfigMap LISTs are cluster-wide, none per
+    // namespace (the CLI commands above list no ConfigMaps).
+    let lists: Vec<String> = c
+        .emulator
+        .audit()
+        .records()
+        .iter()
+        .filter(|r| r.resource == "configmaps" && r.verb == "list")
+        .map(|r| r.namespace.clone())
+        .collect();
+    assert!(!lists.is_empty());
+    assert!(lists.iter().all(String::is_empty), "{lists:?}");
+}
+
+/// The spec of the least-privilege runs: a cloned canary Deployment and strict mTLS, so that
+/// every rule of the runner's Role has a request that needs it.
+const LEAST_SPEC_EXTRA: &str = ", image: \"web:2\"|  mtls: strict\n";
+
+/// A cluster with a detached release whose DestinationRule, PeerAuthentication and canary
+/// Deployment were deleted behind its back (the runner must restore them: that is where it
+/// patches those kinds), and a `runner` service account bound to a Role of `rules`.
+async fn least_privilege_cluster(
+    dir: &Path,
+    rules: &[kubectl_canary::cluster::rbac::Rule],
+) -> Option<(TestCluster, PathBuf)> {
+    let c = TestCluster::start_light("runner_least_privilege").await?;
+    let spec = spec_in(NS, "web-v2", "web", LEAST_SPEC_EXTRA);
+    start_detached_spec(&c, dir, NS, "web-v2", &spec);
+    c.kubectl
+        .run([
+            "delete",
+            "destinationrules,peerauthentications,deployments",
+            "-n",
+            NS,
+            "-l",
+            "canary.kubectl.dev/release=web-v2",
+        ])
+        .success();
+    let role = kubectl_canary::cluster::rbac::role_yaml("kubectl-canary-runner", NS, rules);
+    c.kubectl
+        .run_with_stdin(["apply", "-f", "-"], &role)
+        .success();
+    let kubeconfig = runner_account(&c, dir, "runner");
+    Some((c, kubeconfig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_role_is_enough_and_each_verb_is_needed() {
+    use kubectl_canary::cluster::rbac::{Rule, RUNNER};
+    // Exactly the printed Role: the runner restores what was deleted and promotes the release.
+    let dir = tempfile::tempdir().unwrap();
+    let Some((c, kubeconfig)) = least_privilege_cluster(dir.path(), RUNNER).await else {
+        return;
+    };
+    let printed = c.canary(["rbac", "--runner", "-n", NS]).success().stdout;
+    assert_eq!(
+        printed,
+        kubectl_canary::cluster::rbac::role_yaml("kubectl-canary-runner", NS, RUNNER)
+    );
+    let runner = RunnerProcess::spawn("solo", &kubeconfig);
+    wait_for(
+        "web-v2 Promoted",
+        || record(&c, "web-v2")["phase"] == "Promoted",
+        || format!("{:#}\nrunner:\n{}", record(&c, "web-v2"), runner.output()),
+    );
+    assert_eq!(stage_changes(&c, NS, "web-v2"), [0, 1, 2]);
+    for kind in ["destinationrule", "peerauthentication", "deployment"] {
+        let names = c
+            .kubectl
+            .run([
+                "get",
+                kind,
+                "-n",
+                NS,
+                "-l",
+                "canary.kubectl.dev/release=web-v2",
+                "-o",
+                "name",
+            ])
+            .success()
+            .stdout;
+        assert!(!names.is_empty(), "the runner did not restore the {kind}");
+    }
+    let refused: Vec<String> = runner
+        .all_lines()
+        .into_iter()
+        .filter(|l| l.contains("forbidden"))
+        .collect();
+    assert_eq!(refused, Vec::<String>::new());
+    drop(runner);
+    drop(c);
+
+    // Each verb removed in turn: the runner says which verb on which resource it lacks.
+    let user = "system:serviceaccount:shop:runner";
+    for (i, rule) in RUNNER.iter().enumerate() {
+        for verb in rule.verbs {
+            let rules: Vec<Rule> = RUNNER
+                .iter()
+                .enumerate()
+                .filter_map(|(j, r)| {
+                    if j != i {
+                        return Some(*r);
+                    }
+                    let verbs: Vec<&'static str> =
+                        r.verbs.iter().copied().filter(|v| v != verb).collect();
+                    (!verbs.is_empty()).then(|| Rule {
+                        verbs: Box::leak(verbs.into_boxed_slice()),
+                        ..*r
+                    })
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let (c, kubeconfig) = least_privilege_cluster(dir.path(), &rules)
+                .await
+                .expect("cluster");
+            let runner = RunnerProcess::spawn("solo", &kubeconfig);
+            let refused = |runner: &RunnerProcess| {
+                runner
+                    .all_lines()
+                    .into_iter()
+                    .find(|l| l.contains("is forbidden"))
+            };
+            wait_for(
+                &format!("the runner to miss {verb} {}", rule.resource),
+                || refused(&runner).is_some() || record(&c, "web-v2")["phase"] == "Promoted",
+                || runner.output(),
+            );
+            let Some(line) = refused(&runner) else {
+                panic!(
+                    "no request of the runner needs {verb} on {}: the Role is not the least\n{}",
+                    rule.resource,
+                    runner.output()
+                );
+            };
+            let want = format!(
+                "is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\" in the namespace \"shop\" (missing RBAC permission: `kubectl canary rbac` prints the Role the commands need; check yours with `kubectl auth can-i`)",
+                rule.resource, rule.group
+            );
+            assert!(
+                line.starts_with("runner solo: ") && line.ends_with(&want),
+                "without {verb} {}: the runner said:\n{line}\nwanted a line ending\n{want}\n{}",
+                rule.resource,
+                runner.output()
+            );
+            eprintln!("without {verb} {}: {line}", rule.resource);
+        }
+    }
 }

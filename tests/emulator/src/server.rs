@@ -318,11 +318,14 @@ pub(crate) async fn handle(
         record(401);
         return Ok(r);
     }
-    if let Some(user) = &user {
-        if let Err(e) = crate::rbac::authorize(&shared.lock(), user, &attrs) {
-            record(e.code);
-            return Ok(error_response(&e));
-        }
+    // (A statement of its own: the cluster lock is released before `record` takes it again.)
+    let authorized = match &user {
+        Some(user) => crate::rbac::authorize(&shared.lock(), user, &attrs),
+        None => Ok(()),
+    };
+    if let Err(e) = authorized {
+        record(e.code);
+        return Ok(error_response(&e));
     }
     for action in shared.faults.on_request(info.verb, &info.resource) {
         match action {
