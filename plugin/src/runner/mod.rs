@@ -518,7 +518,9 @@ impl Runner {
 fn watch_error(e: watcher::Error, namespace: Option<&str>) -> String {
     let target = crate::cluster::Target::new("ConfigMap", namespace.unwrap_or_default(), "");
     match e {
-        watcher::Error::InitialListFailed(e) => ClusterError::from_kube("list", target, e).to_string(),
+        watcher::Error::InitialListFailed(e) => {
+            ClusterError::from_kube("list", target, e).to_string()
+        }
         watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
             ClusterError::from_kube("watch", target, e).to_string()
         }
