@@ -176,6 +176,14 @@ fn main() {
     std::thread::sleep(window);
     let idle = emu.audit().records();
     let rss = status_kb(pid, "VmRSS:");
+    // What the ConfigMap requests were, if any: a re-established watch is a list and a watch;
+    // anything else while idle would be polling.
+    let mut configmap_requests = std::collections::BTreeMap::<String, usize>::new();
+    for r in idle.iter().filter(|r| r.resource == "configmaps") {
+        *configmap_requests
+            .entry(format!("{} -> {}", r.verb, r.status))
+            .or_default() += 1;
+    }
     let per_minute = idle.len() as f64 * 60.0 / window.as_secs_f64();
     let by_resource = |r: &str| {
         idle.iter().filter(|a| a.resource == r).count() as f64 * 60.0 / window.as_secs_f64()
@@ -198,5 +206,8 @@ fn main() {
         by_resource("leases"),
         by_resource("configmaps")
     );
+    if !configmap_requests.is_empty() {
+        println!("  idle ConfigMap requests in {window:?}: {configmap_requests:?}");
+    }
     rt.block_on(emu.shutdown());
 }

@@ -738,3 +738,53 @@ async fn the_runner_role_is_enough_and_each_verb_is_needed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_decision_racing_an_operator_step_applies_nothing_and_retries() {
+    use kube_emulator::{Fault, Gate};
+    let Some(c) = TestCluster::start_light("runner_races_step").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    start_detached(&c, dir.path(), "web-v2", "web");
+    // Hold the runner's first record write (its step to stage 1) in the API server.
+    let gate = Gate::new();
+    c.emulator.faults().add(
+        Fault::nth(1)
+            .verb("update")
+            .resource("configmaps")
+            .gate(gate.clone()),
+    );
+    let runner = RunnerProcess::spawn("solo", c.emulator.kubeconfig_path());
+    wait_for(
+        "the runner's write at the gate",
+        || gate.waiting() == 1,
+        || runner.output(),
+    );
+    let read = c
+        .emulator
+        .get("v1", "ConfigMap", NS, "canary-web-v2")
+        .unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Meanwhile an operator steps the same release: it wins.
+    c.canary(["step", "web-v2", "-n", NS]).success();
+    assert_eq!(record(&c, "web-v2")["stage"]["index"], 1);
+    gate.open();
+    // The runner's write was conditional on what it read: refused, nothing applied, retried on
+    // the operator's state — stage 1 is not stepped again, the runner goes on to stage 2.
+    wait_for(
+        "web-v2 Promoted",
+        || record(&c, "web-v2")["phase"] == "Promoted",
+        || format!("{:#}\nrunner:\n{}", record(&c, "web-v2"), runner.output()),
+    );
+    assert!(
+        runner.printed(&format!("runner solo: release shop/web-v2: error: release web-v2 changed under you (resourceVersion {read} is stale); nothing of this command was applied — rerun it to act on the current state")),
+        "{}",
+        runner.output()
+    );
+    assert_eq!(stage_changes(&c, NS, "web-v2"), [0, 1, 2]);
+    c.assert_record_matches_routing(NS, "web-v2");
+    c.assert_no_dangling_subsets();
+}
