@@ -252,27 +252,7 @@ impl Runner {
         let mut was_leading = false;
         loop {
             let leading = leadership.acting();
-            if leading != was_leading {
-                (self.log)(&format!(
-                    "runner {}: {}",
-                    self.options.lease.identity,
-                    if leading {
-                        "leading: acquired the Lease"
-                    } else {
-                        "standing by: not holding the Lease"
-                    }
-                ));
-                was_leading = leading;
-                if leading {
-                    // A new leader decides every release once: it does not know the last
-                    // one's schedule.
-                    for t in self.releases.values_mut() {
-                        if active(t.phase) {
-                            t.due = Some(Instant::now());
-                        }
-                    }
-                }
-            }
+            self.leadership_changed(leading, &mut was_leading);
             self.metrics.set_leader(leading);
             let next_due = self.releases.values().filter_map(|t| t.due).min();
             let acting_until = leadership.acting_until();
@@ -295,7 +275,9 @@ impl Runner {
                 _ = sleep_until(next_due), if leading && next_due.is_some() => {}
                 _ = sleep_until(acting_until), if leading => {}
             }
-            // Decide what is due, one at a time, while leading and not asked to stop.
+            // Decide what is due, one at a time, while leading and not asked to stop (a
+            // Lease just acquired is said before the first decision it allows).
+            self.leadership_changed(leadership.acting(), &mut was_leading);
             while let Some(key) = self.next_due() {
                 if *stop.borrow() || !leadership.acting() {
                     break;
@@ -313,6 +295,32 @@ impl Runner {
             self.options.lease.identity
         ));
         Ok(())
+    }
+
+    /// Log a change of leadership; a new leader decides every release once (it does not know
+    /// the last one's schedule).
+    fn leadership_changed(&mut self, leading: bool, was_leading: &mut bool) {
+        if leading == *was_leading {
+            return;
+        }
+        (self.log)(&format!(
+            "runner {}: {}",
+            self.options.lease.identity,
+            if leading {
+                "leading: acquired the Lease"
+            } else {
+                "standing by: not holding the Lease"
+            }
+        ));
+        *was_leading = leading;
+        if leading {
+            for t in self.releases.values_mut() {
+                if active(t.phase) {
+                    t.due = Some(Instant::now());
+                }
+            }
+        }
+        self.metrics.set_leader(leading);
     }
 
     fn next_due(&self) -> Option<Key> {

@@ -788,3 +788,45 @@ async fn a_runner_decision_racing_an_operator_step_applies_nothing_and_retries()
     c.assert_record_matches_routing(NS, "web-v2");
     c.assert_no_dangling_subsets();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_waits_for_propagation_as_run_does() {
+    use canary_e2e::propagation::{check_data_plane_order, start_propagating};
+    let propagation = kube_emulator::Propagation::after(Duration::from_millis(300));
+    let Some(c) = start_propagating("runner_propagation", Some(propagation)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    start_detached(&c, dir.path(), "web-v2", "web");
+    let runner = RunnerProcess::spawn_with(
+        "solo",
+        c.emulator.kubeconfig_path(),
+        &["-n", NS, "--wait-propagation", "always"],
+    );
+    wait_for(
+        "web-v2 Promoted",
+        || record(&c, "web-v2")["phase"] == "Promoted",
+        || format!("{:#}\nrunner:\n{}", record(&c, "web-v2"), runner.output()),
+    );
+    // The record is written before its objects are applied: wait for the runner's own line.
+    wait_for(
+        "the runner's last decision",
+        || {
+            runner
+                .output()
+                .lines()
+                .any(|l| l.starts_with("runner solo: release shop/web-v2 complete → stage 2 ("))
+        },
+        || runner.output(),
+    );
+    // Each stage's VirtualService change was confirmed at the data plane before the next.
+    let confirmed = runner
+        .errors()
+        .iter()
+        .filter(|l| l.starts_with("  virtualservice/web: 4/4 proxies ("))
+        .count();
+    assert_eq!(confirmed, 2, "{}", runner.output());
+    let violations = check_data_plane_order(&c.emulator.audit().records());
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    assert_eq!(stage_changes(&c, NS, "web-v2"), [0, 1, 2]);
+}
