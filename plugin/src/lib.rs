@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod policy;
 pub mod release;
 pub mod render;
+pub mod runner;
 pub mod sim;
 pub mod spec;
 pub mod ui;

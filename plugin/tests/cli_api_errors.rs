@@ -79,7 +79,7 @@ fn missing_rbac_says_which_request_was_forbidden() {
             line.starts_with(
                 "error: list Services in namespace shop: User \"dev\" cannot access \
                  /api/v1/namespaces/shop/services"
-            ) && line.ends_with("(missing RBAC permission: check with `kubectl auth can-i`)"),
+            ) && line.ends_with("(missing RBAC permission: `kubectl canary rbac` prints the Role the commands need; check yours with `kubectl auth can-i`)"),
             "{line}"
         );
     }

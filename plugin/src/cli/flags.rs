@@ -67,7 +67,8 @@ mod tests {
                 // `-o/--output` and `-f/--filename` are per-command by nature (what is printed or
                 // read differs); the shared ones must agree.
                 // `--interval` is two flags: the wait of `run` and the refresh of `get --watch`.
-                if ["output", "filename", "help", "version", "interval"].contains(&long) {
+                // `--image` too: the canary's image (`init`), the runner's own (`runner install`).
+                if ["output", "filename", "help", "version", "interval", "image"].contains(&long) {
                     continue;
                 }
                 let help = help.to_string();

@@ -95,6 +95,7 @@ async fn render_once(cluster: &Cluster, args: &GetArgs) -> anyhow::Result<Look> 
     let pods = cluster::inventory::list(cluster, resources::POD, Some(&cluster.namespace)).await?;
     let mut text = tree::render(&view::release_view(&release.record, &live, &pods));
     text.push_str(&super::propagation::status_block(&live));
+    text.extend(super::runner::driver_line(&release.record));
     Ok(Look { text, done, drift })
 }
 

@@ -24,8 +24,10 @@ mod plan;
 mod policy;
 mod policy_decider;
 mod propagation;
+mod rbac;
 mod release;
 mod render;
+mod runner;
 mod version;
 
 /// Top-level command line of `kubectl canary`.
@@ -158,6 +160,11 @@ pub enum Command {
     /// Watch a whole release on an embedded emulated cluster: seed 000's voting app, stage by
     /// stage, with routing and simulated traffic.
     Demo(demo::DemoArgs),
+    /// Drive the releases handed over with `run --detach`, with leader election (`install`
+    /// prints its ServiceAccount, Role, RoleBinding and Deployment).
+    Runner(runner::RunnerArgs),
+    /// Print the least Role the commands (or, with --runner, the runner) need.
+    Rbac(rbac::RbacArgs),
     /// Print shell completion code (bash, zsh, fish, powershell, elvish).
     Completion(completion::CompletionArgs),
     /// Print the plugin's version, policy ABI and build information.
@@ -223,6 +230,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => block_on(get::history(args, &global)),
         Command::Init(args) => block_on(init::run(args, &global)),
         Command::Policy(args) => policy::run(args),
+        Command::Runner(args) => block_on(runner::run(args, &global)),
+        Command::Rbac(args) => block_on(rbac::run(args, &global)),
     }
 }
 

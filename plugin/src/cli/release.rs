@@ -143,6 +143,12 @@ pub struct RunArgs {
     /// Confirming changes at the data plane.
     #[command(flatten)]
     pub propagation: PropagationArgs,
+    /// Hand the release to the in-cluster runner (`kubectl canary runner`) and return.
+    #[arg(long, conflicts_with_all = ["attach", "timeout", "no_wait"])]
+    pub detach: bool,
+    /// Take a detached release back from the runner (then `run` drives it again).
+    #[arg(long)]
+    pub attach: bool,
 }
 
 /// `run --max-unchanged`'s default: with `--no-wait` a policy that keeps answering the same
@@ -321,6 +327,9 @@ pub async fn undo(args: FinalizeArgs, global: &GlobalArgs) -> anyhow::Result<()>
 
 /// `run <release>`: decide, apply, wait, until the release completes or rolls back.
 pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.detach || args.attach {
+        return super::runner::hand_over(&args, global).await;
+    }
     let mutation = MutationArgs {
         dry_run: DryRun::None,
         output: None,
@@ -344,6 +353,7 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut unchanged = 0u32;
     loop {
         let current = engine.load(&args.release).await.map_err(coded)?;
+        super::runner::refuse_if_detached(&current.record)?;
         if current.record.is_terminal() || current.record.phase == policy_sdk::Phase::Promoted {
             progress.line(&format!(
                 "release {} is {:?} at stage {} ({})",

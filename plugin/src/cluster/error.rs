@@ -310,7 +310,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 fn hint_suffix(code: u16) -> &'static str {
     match code {
         401 => " (your credentials were refused: check the user in your kubeconfig)",
-        403 => " (missing RBAC permission: check with `kubectl auth can-i`)",
+        403 => " (missing RBAC permission: `kubectl canary rbac` prints the Role the commands need; check yours with `kubectl auth can-i`)",
         _ => "",
     }
 }

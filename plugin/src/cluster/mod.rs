@@ -11,8 +11,9 @@ mod error;
 pub mod inventory;
 pub mod order;
 pub mod propagation;
+pub mod rbac;
 pub mod resources;
 pub mod state;
 
 pub use connect::{Cluster, ConnectOptions};
-pub use error::ClusterError;
+pub use error::{ClusterError, Target};

@@ -415,6 +415,7 @@ impl Engine {
             delete_deployments: Vec::new(),
             snapshot: None,
             next_decision_at: None,
+            driver: None,
         };
         let live = live_objects(&self.cluster, &blank).await?;
         // Objects left by an earlier release of this name may carry newer stamps than its

@@ -570,6 +570,7 @@ mod tests {
             delete_deployments: Vec::new(),
             snapshot: None,
             next_decision_at: None,
+            driver: None,
             spec,
         }
     }

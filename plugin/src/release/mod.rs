@@ -2,6 +2,7 @@
 //! engine that moves it from stage to stage.
 
 pub mod desired;
+pub mod driver;
 pub mod engine;
 pub mod machine;
 pub mod record;

@@ -94,11 +94,22 @@ pub struct ReleaseRecord {
     /// When to ask the policy again (from its last decision), RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_decision_at: Option<String>,
+    /// Who drives the release: absent while the operator's CLI does; the runner after
+    /// `run --detach` (see [`super::driver`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<super::driver::Driver>,
 }
 
 impl StateRecord for ReleaseRecord {
     fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(PHASE_LABEL.to_string(), format!("{:?}", self.phase))])
+        let mut labels = BTreeMap::from([(PHASE_LABEL.to_string(), format!("{:?}", self.phase))]);
+        if self.driver.as_ref().is_some_and(|d| d.is_runner()) {
+            labels.insert(
+                super::driver::DRIVER_LABEL.to_string(),
+                super::driver::RUNNER.to_string(),
+            );
+        }
+        labels
     }
 }
 

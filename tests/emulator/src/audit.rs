@@ -58,6 +58,9 @@ pub struct AuditRecord {
     pub status: u16,
     /// `User-Agent` header.
     pub user_agent: String,
+    /// The authenticated user (`kubernetes-admin`, `system:serviceaccount:NS:NAME`), empty
+    /// when authentication failed.
+    pub user: String,
     /// The cluster state after the request.
     pub state: Snapshot,
 }

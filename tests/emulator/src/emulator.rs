@@ -157,6 +157,7 @@ impl Emulator {
             data_dir: opts.data_dir.clone(),
             record_states: opts.record_states,
             shutdown: stop_rx.clone(),
+            tokens: Default::default(),
         });
         let (kubeconfig, tempdir) = match &opts.kubeconfig {
             Some(p) => (p.clone(), None),
@@ -219,6 +220,34 @@ impl Emulator {
             crate::kubeconfig::render(&self.url(), self.token(), &self.ca_pem),
         )
         .map_err(io(format!("cannot write {}", path.display())))
+    }
+
+    /// Issues a token for the ServiceAccount `namespace/name` (it must exist), valid for an
+    /// hour: requests sent with it are authorized by RBAC (see [`crate::rbac`]). The same as
+    /// `kubectl create token NAME -n NAMESPACE`.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, ApiError> {
+        let c = self.shared.lock();
+        self.shared
+            .tokens
+            .issue(&c, namespace, name, 3600)
+            .map(|(token, _)| token)
+    }
+
+    /// Writes a kubeconfig for this server that authenticates with `token` (e.g. from
+    /// [`Emulator::service_account_token`]) and names `namespace` as the context's namespace.
+    pub fn write_kubeconfig_with_token(
+        &self,
+        path: &Path,
+        token: &str,
+        namespace: &str,
+    ) -> Result<(), Error> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create {}", parent.display())))?;
+        }
+        let config = crate::kubeconfig::render(&self.url(), token, &self.ca_pem);
+        let config = crate::kubeconfig::with_namespace(&config, namespace);
+        std::fs::write(path, config).map_err(io(format!("cannot write {}", path.display())))
     }
 
     /// The CA certificate (PEM) that signed the server's certificate.

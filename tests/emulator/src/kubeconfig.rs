@@ -26,3 +26,11 @@ preferences: {{}}
 "
     )
 }
+
+/// The same kubeconfig with the context's namespace set to `namespace`.
+pub fn with_namespace(config: &str, namespace: &str) -> String {
+    config.replace(
+        "    namespace: default\n",
+        &format!("    namespace: {namespace}\n"),
+    )
+}

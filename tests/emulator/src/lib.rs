@@ -30,6 +30,7 @@ pub mod patch;
 pub mod persist;
 pub mod propagation;
 pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod selector;
 mod server;

@@ -245,6 +245,8 @@ fn write_status(shared: &Shared, key: &ObjectRef, generation: i64, acked: u32, t
         name: key.name.clone(),
         status,
         user_agent: format!("{STATUS_MANAGER}/emulated"),
+        // istiod writes config status with its own service account.
+        user: "system:serviceaccount:istio-system:istiod".into(),
         state,
     });
     result.is_ok()

@@ -29,6 +29,8 @@ pub const KINDS: &[(&str, &str)] = &[
     ("v1", "Service"),
     ("v1", "Pod"),
     ("apps/v1", "Deployment"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
 ];
 
 /// Decodes a protobuf request body into the JSON object it stands for (`apiVersion` and `kind`
@@ -77,6 +79,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "Service") => &SERVICE,
         ("v1", "Pod") => &POD,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
+        ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &SELF_SUBJECT_ACCESS_REVIEW,
         _ => {
             return Err(unsupported(format!(
                 "protobuf bodies of kind {kind:?} (apiVersion {api_version:?}) are not supported by kube-emulator; send JSON"
@@ -397,6 +401,102 @@ static NAMESPACE: Msg = Msg {
         one(2, "spec", Ty::Msg(&NAMESPACE_SPEC)),
         one(3, "status", Ty::Msg(&NAMESPACE_STATUS)),
     ],
+};
+
+// `kubectl create token` (TokenRequest) and `kubectl auth can-i` (SelfSubjectAccessReview),
+// see the `rbac` module; clients send an empty `status`, which the server overwrites.
+static TOKEN_REQUEST: Msg = Msg {
+    name: "TokenRequest",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "metadata", Ty::Msg(&OBJECT_META)),
+        one(2, "spec", Ty::Msg(&TOKEN_REQUEST_SPEC)),
+        one(3, "status", Ty::Msg(&TOKEN_REQUEST_STATUS)),
+    ],
+};
+
+static TOKEN_REQUEST_STATUS: Msg = Msg {
+    name: "TokenRequestStatus",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "token", Str),
+        one(2, "expirationTimestamp", Ty::Msg(&TIME)),
+    ],
+};
+
+static TOKEN_REQUEST_SPEC: Msg = Msg {
+    name: "TokenRequestSpec",
+    conv: Conv::Object,
+    fields: &[
+        rep(1, "audiences", Str),
+        one(4, "expirationSeconds", I64).keep(),
+        one(3, "boundObjectRef", Ty::Msg(&BOUND_OBJECT_REFERENCE)),
+    ],
+};
+
+static BOUND_OBJECT_REFERENCE: Msg = Msg {
+    name: "BoundObjectReference",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "kind", Str),
+        one(2, "apiVersion", Str),
+        one(3, "name", Str),
+        one(4, "uid", Str),
+    ],
+};
+
+static SELF_SUBJECT_ACCESS_REVIEW: Msg = Msg {
+    name: "SelfSubjectAccessReview",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "metadata", Ty::Msg(&OBJECT_META)),
+        one(2, "spec", Ty::Msg(&SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+        one(3, "status", Ty::Msg(&SUBJECT_ACCESS_REVIEW_STATUS)),
+    ],
+};
+
+static SUBJECT_ACCESS_REVIEW_STATUS: Msg = Msg {
+    name: "SubjectAccessReviewStatus",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "allowed", Bool),
+        one(4, "denied", Bool),
+        one(2, "reason", Str),
+        one(3, "evaluationError", Str),
+    ],
+};
+
+static SELF_SUBJECT_ACCESS_REVIEW_SPEC: Msg = Msg {
+    name: "SelfSubjectAccessReviewSpec",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "resourceAttributes", Ty::Msg(&RESOURCE_ATTRIBUTES)),
+        one(
+            2,
+            "nonResourceAttributes",
+            Ty::Msg(&NON_RESOURCE_ATTRIBUTES),
+        ),
+    ],
+};
+
+static RESOURCE_ATTRIBUTES: Msg = Msg {
+    name: "ResourceAttributes",
+    conv: Conv::Object,
+    fields: &[
+        one(1, "namespace", Str),
+        one(2, "verb", Str),
+        one(3, "group", Str),
+        one(4, "version", Str),
+        one(5, "resource", Str),
+        one(6, "subresource", Str),
+        one(7, "name", Str),
+    ],
+};
+
+static NON_RESOURCE_ATTRIBUTES: Msg = Msg {
+    name: "NonResourceAttributes",
+    conv: Conv::Object,
+    fields: &[one(1, "path", Str), one(2, "verb", Str)],
 };
 
 static CONFIG_MAP: Msg = Msg {

@@ -98,7 +98,7 @@ impl ResourceInfo {
 
 /// The built-in kinds: Namespace, Service, Pod, ConfigMap, Secret, Deployment and CRDs.
 pub fn builtins() -> Vec<ResourceInfo> {
-    vec![
+    let mut builtins = vec![
         ResourceInfo::builtin("", "ConfigMap", "configmaps", true, &["cm"], false),
         ResourceInfo::builtin("", "Namespace", "namespaces", false, &["ns"], true),
         ResourceInfo::builtin("", "Pod", "pods", true, &["po"], true),
@@ -113,7 +113,10 @@ pub fn builtins() -> Vec<ResourceInfo> {
             &["crd", "crds"],
             true,
         ),
-    ]
+    ];
+    // ServiceAccounts, RBAC, SelfSubjectAccessReviews and Leases.
+    builtins.extend(crate::rbac::resources());
+    builtins
 }
 
 /// The served versions of a CustomResourceDefinition object, or `None` if it is malformed.

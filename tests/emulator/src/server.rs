@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub data_dir: Option<PathBuf>,
     pub record_states: bool,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Service-account tokens issued by TokenRequests (see `rbac`).
+    pub tokens: crate::rbac::Tokens,
 }
 
 impl Shared {
@@ -231,12 +233,12 @@ pub(crate) async fn handle(
         .to_string();
     let credentials = req.headers().get(header::AUTHORIZATION);
     let anonymous = credentials.is_none();
-    let authorized = credentials
+    let bearer = credentials
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == shared.token);
+        .map(|t| t.trim().to_string());
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
-    let (route, info) = {
+    let (route, info, user, attrs) = {
         let c = shared.lock();
         let r = route(&c, &path);
         let info = match &r {
@@ -259,8 +261,27 @@ pub(crate) async fn handle(
                 name: String::new(),
             },
         };
-        (r, info)
+        // Authentication and RBAC (see `rbac`): who sent it, and what it asks to do.
+        let user = match bearer.as_deref() {
+            Some(t) if t == shared.token => Some(crate::rbac::User::Admin),
+            Some(t) => shared.tokens.authenticate(&c, t),
+            None => None,
+        };
+        let attrs = crate::rbac::Attributes {
+            verb: info.verb.to_string(),
+            group: match &r {
+                Route::Resource { res, .. } => res.group.clone(),
+                _ => String::new(),
+            },
+            resource: info.resource.clone(),
+            subresource: info.sub.clone(),
+            namespace: info.ns.clone(),
+            name: info.name.clone(),
+            path: path.clone(),
+        };
+        (r, info, user, attrs)
     };
+    let username = user.as_ref().map(|u| u.username()).unwrap_or_default();
     let record = |status: u16| {
         let state = if shared.record_states {
             let c = shared.lock();
@@ -285,17 +306,26 @@ pub(crate) async fn handle(
             name: info.name.clone(),
             status,
             user_agent: user_agent.clone(),
+            user: username.clone(),
             state,
         });
     };
     // kube-apiserver lets anyone (system:public-info-viewer) read /healthz, /livez, /readyz and
     // /version; credentials that are present but wrong are still refused.
     let public = matches!(route, Route::Health | Route::Version) && method == Method::GET;
-    let allowed = authorized || (public && anonymous);
-    if !allowed {
+    if user.is_none() && !(public && anonymous) {
         let r = error_response(&ApiError::unauthorized());
         record(401);
         return Ok(r);
+    }
+    // (A statement of its own: the cluster lock is released before `record` takes it again.)
+    let authorized = match &user {
+        Some(user) => crate::rbac::authorize(&shared.lock(), user, &attrs),
+        None => Ok(()),
+    };
+    if let Err(e) = authorized {
+        record(e.code);
+        return Ok(error_response(&e));
     }
     for action in shared.faults.on_request(info.verb, &info.resource) {
         match action {
@@ -338,6 +368,14 @@ pub(crate) async fn handle(
             record(e.code);
             return Ok(error_response(&e));
         }
+    }
+    let special = user
+        .as_ref()
+        .and_then(|user| crate::rbac::special(&shared.lock(), &shared.tokens, user, &attrs, &body));
+    if let Some(answer) = special {
+        let r = answer.map_or_else(|e| error_response(&e), |(code, v)| json_response(code, &v));
+        record(r.status().as_u16());
+        return Ok(r);
     }
     let rv_before = shared.lock().resource_version();
     let response = match route {
