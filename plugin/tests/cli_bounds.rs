@@ -167,8 +167,8 @@ fn a_long_problem_list_is_capped_and_counted() {
 fn a_bad_request_timeout_is_a_usage_error() {
     let run = canary(["--request-timeout", "banana", "list"]).code(2);
     run.stderr_is(
-        "error: invalid --request-timeout \"banana\": expected number at 0 (use a duration such \
-         as 30s or 1m, or 0 for none)",
+        "error: invalid --request-timeout \"banana\": unknown unit \"banana\" (units are ms, s, m, \
+         h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds; 0 for none)",
     );
 }
 

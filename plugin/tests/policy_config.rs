@@ -163,7 +163,7 @@ fn pause_is_read_by_the_sdk_grammar_everywhere() {
         format!(
             "error: policy {}: spec.policy.config is invalid (1 problem):\n  \
              spec.policy.config.pause: invalid duration \"5min\": unknown unit \"min\" (units are \
-             s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds) (config_schema: \
+             ms, s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds) (config_schema: \
              \"format\": \"duration\")\n",
             id("builtin:progressive")
         )

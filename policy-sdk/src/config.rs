@@ -444,7 +444,7 @@ mod tests {
         assert!(problems(check_duration, "300").is_empty());
         assert_eq!(
             problems(check_duration, r#""5min""#),
-            ["x: invalid duration \"5min\": unknown unit \"min\" (units are s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds)"]
+            ["x: invalid duration \"5min\": unknown unit \"min\" (units are ms, s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds)"]
         );
         assert_eq!(
             problems(check_duration, "true"),

@@ -6,19 +6,21 @@
 //!
 //! kubectl-canary has one duration grammar, this one. It is used by the built-in policies for
 //! `config.pause`, by the host for the `"format": "duration"` of a policy's config schema, and
-//! for `--request-timeout`, so a value means the same thing everywhere:
+//! for every duration flag (`--request-timeout`, `--settle`, `--propagation-timeout`,
+//! `--interval`, the runner's Lease timings), so a value means the same thing everywhere:
 //!
 //! ```text
 //! duration = seconds | part { part }
 //! seconds  = digit { digit }                 a bare number counts as seconds: "300"
-//! part     = digit { digit } unit            "30s", "5m", "1h30m", "2d"
-//! unit     = "s" | "m" | "h" | "d"           seconds, minutes, hours, days
+//! part     = digit { digit } unit            "30s", "5m", "1h30m", "2d", "250ms"
+//! unit     = "ms" | "s" | "m" | "h" | "d"    milliseconds, seconds, minutes, hours, days
 //! ```
 //!
 //! Leading and trailing spaces are ignored; nothing else is accepted: no spaces inside, no
-//! fractions (`1.5h`), no signs, no other units (`5min`, `500ms`, `1w`). The total must fit in
-//! a `u64` of seconds. [`duration_seconds`] says what is wrong with a refused value, in the same
-//! words wherever it is refused; [`parse_duration`] is the same parse without the reason.
+//! fractions (`1.5h`), no signs, no other units (`5min`, `1w`). The total must fit in a `u64`
+//! of milliseconds. [`duration_millis`] says what is wrong with a refused value, in the same
+//! words wherever it is refused; [`duration_seconds`] is the same for values that must be whole
+//! seconds (a policy's `pause`), and [`parse_duration`] is that parse without the reason.
 //!
 //! ```
 //! use policy_sdk::time::{duration_seconds, parse_duration};
@@ -26,7 +28,7 @@
 //! assert_eq!(parse_duration("300"), Some(300));
 //! assert_eq!(
 //!     duration_seconds("5min").unwrap_err().to_string(),
-//!     "invalid duration \"5min\": unknown unit \"min\" (units are s, m, h and d, e.g. 30s, \
+//!     "invalid duration \"5min\": unknown unit \"min\" (units are ms, s, m, h and d, e.g. 30s, \
 //!      5m, 1h30m; a bare number is seconds)"
 //! );
 //! ```
@@ -121,7 +123,7 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 /// What the grammar accepts, in the words every refusal ends with.
 pub const DURATION_HINT: &str =
-    "units are s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds";
+    "units are ms, s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds";
 
 /// Why a duration was refused; its message quotes the value and says what the grammar accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +146,21 @@ impl std::fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
-/// Seconds in a duration of the [grammar above](self#durations), or why it is not one.
+/// Seconds in a duration of the [grammar above](self#durations), or why it is not one; a value
+/// that is not a whole number of seconds (`1500ms`) is refused.
 pub fn duration_seconds(text: &str) -> Result<u64, DurationError> {
+    let millis = duration_millis(text)?;
+    if millis % 1000 != 0 {
+        return Err(DurationError {
+            text: text.to_string(),
+            reason: "not a whole number of seconds".to_string(),
+        });
+    }
+    Ok(millis / 1000)
+}
+
+/// Milliseconds in a duration of the [grammar above](self#durations), or why it is not one.
+pub fn duration_millis(text: &str) -> Result<u64, DurationError> {
     let fail = |reason: String| DurationError {
         text: text.to_string(),
         reason,
@@ -156,7 +171,8 @@ pub fn duration_seconds(text: &str) -> Result<u64, DurationError> {
         return Err(fail("empty".to_string()));
     }
     if trimmed.bytes().all(|c| c.is_ascii_digit()) {
-        return trimmed.parse().map_err(|_| overflow());
+        let seconds: u64 = trimmed.parse().map_err(|_| overflow())?;
+        return seconds.checked_mul(1000).ok_or_else(overflow);
     }
     let mut total: u64 = 0;
     let mut number: Option<u64> = None;
@@ -174,10 +190,11 @@ pub fn duration_seconds(text: &str) -> Result<u64, DurationError> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let scale = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             _ if unit.chars().all(|c| c.is_ascii_alphabetic()) => {
                 return Err(fail(format!("unknown unit {:?}", unit)))
             }
@@ -301,7 +318,9 @@ mod tests {
     fn refused_durations_say_why() {
         let why = |text: &str| duration_seconds(text).unwrap_err().reason;
         assert_eq!(why("5min"), "unknown unit \"min\"");
-        assert_eq!(why("500ms"), "unknown unit \"ms\"");
+        assert_eq!(why("1500ms"), "not a whole number of seconds");
+        assert_eq!(super::duration_millis("1500ms").unwrap(), 1500);
+        assert_eq!(super::duration_millis("1m250ms").unwrap(), 60_250);
         assert_eq!(why("m"), "unit \"m\" without a number before it");
         assert_eq!(why("5m3"), "3 has no unit after it");
         assert_eq!(why("1.5h"), "unexpected '.'");
@@ -311,7 +330,7 @@ mod tests {
         assert_eq!(why("999999999999999999d"), "too large");
         assert_eq!(
             duration_seconds("soon").unwrap_err().to_string(),
-            "invalid duration \"soon\": unknown unit \"soon\" (units are s, m, h and d, e.g. \
+            "invalid duration \"soon\": unknown unit \"soon\" (units are ms, s, m, h and d, e.g. \
              30s, 5m, 1h30m; a bare number is seconds)"
         );
     }

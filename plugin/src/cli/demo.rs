@@ -33,7 +33,7 @@ pub struct DemoArgs {
     /// How long the emulated istiod takes to push each change to the (4 simulated) proxies;
     /// every step waits for it. 0s turns Istio's status off (the demo then says it cannot
     /// confirm propagation).
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "200ms", value_parser = super::flags::duration, value_name = "DURATION")]
     pub propagation_delay: std::time::Duration,
 }
 

@@ -3,8 +3,17 @@
 //! one name, one default and one help text wherever it appears.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+
+/// The value parser of every duration flag: the one grammar of [`policy_sdk::time`] (`250ms`,
+/// `30s`, `5m`, `1h30m`, `2d`, bare seconds), so a flag and a policy's `pause` read alike.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    policy_sdk::time::duration_millis(text)
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{} ({})", e.reason, policy_sdk::time::DURATION_HINT))
+}
 
 /// `--cache-dir`: where compiled policy modules are kept between runs.
 #[derive(Debug, Clone, Default, Args)]

@@ -28,7 +28,7 @@ pub struct GetArgs {
     #[arg(short = 'w', long)]
     pub watch: bool,
     /// How often to look again with --watch.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Print the release record as JSON or YAML instead of the tree.
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]

@@ -40,10 +40,10 @@ pub struct PropagationArgs {
     pub wait_propagation: WaitWhen,
     /// Give up waiting for one batch after this long: exit 1 before anything that depends on it
     /// (rerun the command to resume the wait).
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2m", value_parser = super::flags::duration, value_name = "DURATION")]
     pub propagation_timeout: Duration,
     /// Pause this long after each batch when the cluster reports no propagation status.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub settle: Duration,
 }
 

@@ -121,14 +121,14 @@ pub struct RunArgs {
     /// The release name.
     pub release: String,
     /// Give up (exit 1) if the release has not finished after this long.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = super::flags::duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// Do not sleep between decisions: the policy's clock is advanced by the time it asked to
     /// wait instead (for tests and demos).
     #[arg(long)]
     pub no_wait: bool,
     /// Wait between decisions when the policy does not say.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Field manager for server-side apply.
     #[command(flatten)]

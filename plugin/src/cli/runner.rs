@@ -71,16 +71,16 @@ pub struct RunnerRunArgs {
     #[arg(long, value_name = "NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// How long the Lease stays held without renewal: the longest a failover takes.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "15s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub lease_duration: Duration,
     /// The leader stops acting when it has not renewed for this long (< --lease-duration).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub renew_deadline: Duration,
     /// How often to renew (leader) or try to acquire (standby).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub retry_period: Duration,
     /// Wait between decisions when the policy does not say.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = super::flags::duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Where to serve /healthz, /readyz and /metrics (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS")]

@@ -147,21 +147,23 @@ fn read_env_kubeconfigs() -> Result<Kubeconfig, String> {
     })
 }
 
-/// Parse `--request-timeout` as kubectl does: `0` (or empty) means no timeout, otherwise a
-/// duration with a unit (`30s`, `1m`, `1h30m`); a bare number counts as seconds.
+/// Parse `--request-timeout`: `0` (or empty) means no timeout, otherwise a duration in the one
+/// grammar kubectl-canary uses everywhere ([`policy_sdk::time`]: `30s`, `1m`, `1h30m`, `2d`; a
+/// bare number counts as seconds). kubectl's own examples (`1s`, `2m`, `3h`) read the same.
 pub fn parse_request_timeout(value: Option<&str>) -> Result<Option<Duration>, ClusterError> {
     let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Ok((secs > 0).then(|| Duration::from_secs(secs)));
-    }
-    let duration = humantime::parse_duration(raw).map_err(|e| ClusterError::InvalidFlag {
+    let secs = policy_sdk::time::duration_seconds(raw).map_err(|e| ClusterError::InvalidFlag {
         flag: "--request-timeout",
         value: raw.to_string(),
-        message: format!("{e} (use a duration such as 30s or 1m, or 0 for none)"),
+        message: format!(
+            "{} ({}; 0 for none)",
+            e.reason,
+            policy_sdk::time::DURATION_HINT
+        ),
     })?;
-    Ok((!duration.is_zero()).then_some(duration))
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
 /// `kubectl-canary/0.1.0 (linux/x86_64)`: the shape of kubectl's own User-Agent.
@@ -192,10 +194,15 @@ mod tests {
             parse_request_timeout(Some("1m30s")).unwrap(),
             Some(Duration::from_secs(90))
         );
+        assert_eq!(
+            parse_request_timeout(Some("2m")).unwrap(),
+            Some(Duration::from_secs(120))
+        );
         let err = parse_request_timeout(Some("soon")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("invalid --request-timeout \"soon\""),
-            "{err}"
+        assert_eq!(
+            err,
+            "invalid --request-timeout \"soon\": unknown unit \"soon\" (units are ms, s, m, h and \
+             d, e.g. 30s, 5m, 1h30m; a bare number is seconds; 0 for none)"
         );
     }
 }

@@ -292,7 +292,7 @@ mod tests {
             ),
             [
                 "spec.policy.config.a/b: 1 is not of type \"boolean\" (config_schema: \"type\": \"boolean\")",
-                "spec.policy.config.pause: invalid duration \"5min\": unknown unit \"min\" (units are s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds) (config_schema: \"format\": \"duration\")",
+                "spec.policy.config.pause: invalid duration \"5min\": unknown unit \"min\" (units are ms, s, m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds) (config_schema: \"format\": \"duration\")",
                 "spec.policy.config.steps[1]: 150 is greater than the maximum of 100 (config_schema: \"maximum\": 100)",
             ]
         );

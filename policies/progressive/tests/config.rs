@@ -123,7 +123,8 @@ fn pause_means_the_same_in_validation_and_in_decisions() {
             "{accepted}"
         );
     }
-    let refused = "invalid duration \"5min\": unknown unit \"min\" (units are s, m, h and d, e.g. \
+    let refused =
+        "invalid duration \"5min\": unknown unit \"min\" (units are ms, s, m, h and d, e.g. \
                    30s, 5m, 1h30m; a bare number is seconds)";
     assert_eq!(
         problems(r#"{"pause": "5min"}"#),
