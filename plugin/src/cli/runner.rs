@@ -15,6 +15,7 @@ use super::flags::{CacheArgs, FieldManagerArgs};
 use super::propagation::{PropagationArgs, TerminalProgress};
 use super::release::RunArgs;
 use super::{GlobalArgs, MutationArgs, OutputFormat};
+use crate::cluster::connect::{client_for, RequestObserver};
 use crate::cluster::Cluster;
 use crate::release::driver::Driver;
 use crate::release::record::ReleaseRecord;
@@ -210,7 +211,10 @@ async fn apply(
 
 /// The client and its default namespace: the service account's in a pod (no kubeconfig
 /// there), else kubectl's rules.
-async fn connect(global: &GlobalArgs) -> anyhow::Result<(kube::Client, String)> {
+async fn connect(
+    global: &GlobalArgs,
+    observer: Option<RequestObserver>,
+) -> anyhow::Result<(kube::Client, String)> {
     let in_pod = global.kubeconfig.is_none()
         && std::env::var_os("KUBECONFIG").is_none()
         && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
@@ -218,9 +222,9 @@ async fn connect(global: &GlobalArgs) -> anyhow::Result<(kube::Client, String)> 
         let config = kube::Config::incluster()
             .map_err(|e| anyhow::anyhow!("cannot use the pod's service account: {e}"))?;
         let namespace = config.default_namespace.clone();
-        return Ok((kube::Client::try_from(config)?, namespace));
+        return Ok((client_for(config, observer)?, namespace));
     }
-    let cluster = Cluster::connect(&global.connect_options()).await?;
+    let cluster = Cluster::connect_observed(&global.connect_options(), observer).await?;
     Ok((cluster.client, cluster.namespace))
 }
 
@@ -249,7 +253,18 @@ async fn serve(args: RunnerRunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.all_namespaces && global.namespace.is_some() {
         anyhow::bail!("-n and --all-namespaces exclude each other: pick one");
     }
-    let (client, default_namespace) = connect(global).await?;
+    // Every API request the runner makes (engine, watch, Lease) is timed for /metrics.
+    let metrics = Arc::new(Metrics::default());
+    let observer: RequestObserver = {
+        let metrics = metrics.clone();
+        Arc::new(move |verb, took, status| {
+            metrics.api(verb, took.as_secs_f64());
+            if status.is_none_or(|code| code >= 500) {
+                metrics.error("api");
+            }
+        })
+    };
+    let (client, default_namespace) = connect(global, Some(observer)).await?;
     let namespace = global.namespace.clone().unwrap_or(default_namespace);
     let identity = args.identity.clone().unwrap_or_else(|| {
         format!(
@@ -272,7 +287,6 @@ async fn serve(args: RunnerRunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         field_manager: args.manager.field_manager.clone(),
         interval: args.interval,
     };
-    let metrics = Arc::new(Metrics::default());
     let runner = Runner::new(
         client,
         options,

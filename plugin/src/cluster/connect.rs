@@ -3,6 +3,7 @@
 //! and `--request-timeout`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -42,6 +43,15 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Build a client from the options. Nothing is sent to the server yet.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClusterError> {
+        Self::connect_observed(opts, None).await
+    }
+
+    /// [`Cluster::connect`], telling `observer` about every request the client makes (a
+    /// long-running process's API-latency metrics).
+    pub async fn connect_observed(
+        opts: &ConnectOptions,
+        observer: Option<RequestObserver>,
+    ) -> Result<Self, ClusterError> {
         let timeout = parse_request_timeout(opts.request_timeout.as_deref())?;
         let kube_opts = KubeConfigOptions {
             context: opts.context.clone(),
@@ -97,7 +107,7 @@ impl Cluster {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client = kube::Client::try_from(config).map_err(|e| {
+        let client = client_for(config, observer).map_err(|e| {
             config_err(match super::error::credential_failure(&e) {
                 Some(failure) => {
                     format!("{failure} (check users[].user.exec of your kubeconfig context)")
@@ -106,6 +116,97 @@ impl Cluster {
             })
         })?;
         Ok(Cluster { client, namespace })
+    }
+}
+
+/// Told about every request a client made: its verb, how long the answer took (to the
+/// response headers; for a watch, until the stream opened) and the HTTP status (none when the
+/// request failed below HTTP).
+pub type RequestObserver = Arc<dyn Fn(&'static str, Duration, Option<u16>) + Send + Sync>;
+
+/// A client for `config`, with `observer` timing each request when given.
+pub fn client_for(
+    config: kube::Config,
+    observer: Option<RequestObserver>,
+) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(match observer {
+        None => builder.build(),
+        Some(observer) => builder.with_layer(&Timing { observer }).build(),
+    })
+}
+
+/// The tower layer of [`client_for`].
+struct Timing {
+    observer: RequestObserver,
+}
+
+impl<S> tower_layer::Layer<S> for Timing {
+    type Service = Timed<S>;
+
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed {
+            inner,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// One client's requests, timed.
+#[derive(Clone)]
+struct Timed<S> {
+    inner: S,
+    observer: RequestObserver,
+}
+
+/// The Kubernetes verb of a request, as kube-apiserver's metrics name them (without telling a
+/// get from a list: both are reads of the path).
+fn verb_of(request: &http::Request<kube::client::Body>) -> &'static str {
+    let watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    match *request.method() {
+        http::Method::GET if watch => "watch",
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+impl<S, B> tower_service::Service<http::Request<kube::client::Body>> for Timed<S>
+where
+    S: tower_service::Service<http::Request<kube::client::Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        let verb = verb_of(&request);
+        let observer = self.observer.clone();
+        let started = std::time::Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            observer(
+                verb,
+                started.elapsed(),
+                answer.as_ref().ok().map(|r| r.status().as_u16()),
+            );
+            answer
+        })
     }
 }
 

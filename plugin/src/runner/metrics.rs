@@ -93,7 +93,7 @@ impl Metrics {
         *self.lock().errors.entry(kind.to_string()).or_default() += 1;
     }
 
-    /// Record the latency of one API request the runner made itself (`lease`, `watch`).
+    /// Record the latency of one API request, by verb (`get`, `watch`, `patch`, `update`, ...).
     pub fn api(&self, what: &str, seconds: f64) {
         self.lock()
             .api_seconds
@@ -172,7 +172,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP kubectl_canary_runner_api_request_duration_seconds Latency of the runner's own API requests, by purpose."
+            "# HELP kubectl_canary_runner_api_request_duration_seconds Latency of every API request the runner made (decisions, the release watch, the Lease), by verb."
         );
         let _ = writeln!(
             out,
@@ -182,7 +182,7 @@ impl Metrics {
             h.write(
                 &mut out,
                 "kubectl_canary_runner_api_request_duration_seconds",
-                &format!("request=\"{what}\""),
+                &format!("verb=\"{what}\""),
             );
         }
         let _ = writeln!(

@@ -380,6 +380,22 @@ async fn two_runners_one_leader_failover_on_sigkill_every_stage_once() {
             .any(|l| l.starts_with("kubectl_canary_runner_decisions_total{action=\"complete\"} ")),
         "{metrics}"
     );
+    // API latency of every request the runner made, by verb: the release watch, the engine's
+    // reads and writes (record updates, server-side applies) and the Lease.
+    for verb in ["get", "watch", "update", "patch"] {
+        let count = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "kubectl_canary_runner_api_request_duration_seconds_count{{verb=\"{verb}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            count.is_some_and(|n| n > 0),
+            "no {verb} requests timed in\n{metrics}"
+        );
+    }
     // `get` names the driver.
     let get = c.canary(["get", "web-v2", "-n", NS]).success().stdout;
     let since = record(&c, "web-v2")["driver"]["since"]
@@ -829,4 +845,64 @@ async fn the_runner_waits_for_propagation_as_run_does() {
     let violations = check_data_plane_order(&c.emulator.audit().records());
     assert!(violations.is_empty(), "{}", violations.join("\n"));
     assert_eq!(stage_changes(&c, NS, "web-v2"), [0, 1, 2]);
+}
+
+/// `runner install` applies the ServiceAccount, Role, RoleBinding and Deployment it prints; a
+/// server dry run applies nothing; a second install changes nothing (server-side apply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_install_applies_what_it_prints() {
+    let Some(c) = TestCluster::start_light("runner_install").await else {
+        return;
+    };
+    c.kubectl.run(["create", "namespace", "ops"]).success();
+    let image = "registry.example/kubectl-canary:0.1.0";
+    let install = |extra: &[&str]| {
+        let mut args = vec!["runner", "install", "-n", "ops", "--image", image];
+        args.extend_from_slice(extra);
+        c.canary(args).success().stdout
+    };
+    let lines = |suffix: &str| -> String {
+        ["serviceaccount", "role", "rolebinding", "deployment"]
+            .iter()
+            .map(|k| format!("{k}/kubectl-canary-runner serverside-applied{suffix}\n"))
+            .collect()
+    };
+    assert_eq!(install(&["--dry-run=server"]), lines(" (server dry run)"));
+    assert!(!c.exists("deployment", "ops", "kubectl-canary-runner"));
+    assert_eq!(install(&["--replicas", "3"]), lines(""));
+    let printed: Value = serde_json::from_str(&install(&[
+        "--replicas",
+        "3",
+        "--dry-run=client",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let printed = printed["items"].as_array().unwrap();
+    assert_eq!(printed.len(), 4);
+    // What is live is what was printed.
+    for object in printed {
+        let kind = object["kind"].as_str().unwrap().to_lowercase();
+        let live = c.get(&kind, "ops", "kubectl-canary-runner");
+        for field in ["rules", "subjects", "roleRef"] {
+            assert_eq!(live[field], object[field], "{kind} {field}");
+        }
+    }
+    let deployment = c.get("deployment", "ops", "kubectl-canary-runner");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        image
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        "kubectl-canary-runner"
+    );
+    let generation = deployment["metadata"]["generation"].clone();
+    install(&["--replicas", "3"]);
+    assert_eq!(
+        c.get("deployment", "ops", "kubectl-canary-runner")["metadata"]["generation"],
+        generation,
+        "a second install changed the Deployment"
+    );
 }
