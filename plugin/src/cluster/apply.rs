@@ -198,13 +198,7 @@ impl Applier {
         name: &str,
         preconditions: Option<Preconditions>,
     ) -> Result<(), ClusterError> {
-        let namespace = self.cluster.namespace.clone();
-        let target = Target::new(kind.kind, &namespace, name);
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.cluster.client.clone(),
-            &namespace,
-            &kind.api_resource(),
-        );
+        let (target, api) = self.namespaced(kind, name);
         let params = DeleteParams {
             dry_run: self.options.server_dry_run,
             propagation_policy: Some(PropagationPolicy::Background),
@@ -228,13 +222,7 @@ impl Applier {
         generation: u64,
         resource_version: Option<&str>,
     ) -> Result<(), ClusterError> {
-        let namespace = self.cluster.namespace.clone();
-        let target = Target::new(kind.kind, &namespace, name);
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.cluster.client.clone(),
-            &namespace,
-            &kind.api_resource(),
-        );
+        let (target, api) = self.namespaced(kind, name);
         let mut metadata = serde_json::json!({
             "annotations": {GENERATION_ANNOTATION: generation.to_string()}
         });
@@ -255,6 +243,14 @@ impl Applier {
             }),
             Err(e) => Err(ClusterError::from_kube("claim", target, e)),
         }
+    }
+
+    /// `kind` `name` in the cluster's namespace: its name for messages, and its API.
+    fn namespaced(&self, kind: Kind, name: &str) -> (Target, Api<DynamicObject>) {
+        let namespace = &self.cluster.namespace;
+        let api =
+            Api::namespaced_with(self.cluster.client.clone(), namespace, &kind.api_resource());
+        (Target::new(kind.kind, namespace, name), api)
     }
 
     /// Read `kind` `name` from the cluster's namespace; `None` when it does not exist.

@@ -93,6 +93,21 @@ impl ObjectSet {
     }
 }
 
+/// Set `object`'s [`GENERATION_ANNOTATION`] to `generation`.
+pub fn stamp(object: &mut Value, generation: u64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(
+                GENERATION_ANNOTATION.into(),
+                Value::String(generation.to_string()),
+            );
+        }
+    }
+}
+
 /// One write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -342,21 +357,11 @@ pub fn simulate(set: &mut ObjectSet, ops: &[Op]) {
                 name,
                 generation,
             } => {
-                if let Some(meta) = (*kind == resources::DEPLOYMENT)
+                if let Some(deployment) = (*kind == resources::DEPLOYMENT)
                     .then(|| set.deployments.get_mut(name))
                     .flatten()
-                    .and_then(|d| d.get_mut("metadata"))
-                    .and_then(Value::as_object_mut)
                 {
-                    let annotations = meta
-                        .entry("annotations")
-                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-                    if let Some(a) = annotations.as_object_mut() {
-                        a.insert(
-                            GENERATION_ANNOTATION.into(),
-                            Value::String(generation.to_string()),
-                        );
-                    }
+                    stamp(deployment, *generation);
                 }
             }
         }

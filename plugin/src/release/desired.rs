@@ -7,7 +7,7 @@ use policy_sdk::Phase;
 use serde_json::Value;
 
 use super::record::ReleaseRecord;
-use crate::cluster::order::{ObjectSet, GENERATION_ANNOTATION};
+use crate::cluster::order::ObjectSet;
 use crate::istio::{MtlsMode, TlsMode};
 use crate::render::{self, RenderError, RenderOptions};
 use crate::spec::{self, Release};
@@ -64,17 +64,7 @@ pub fn desired_objects(record: &ReleaseRecord) -> Result<ObjectSet, RenderError>
 
 /// `object` with the release generation annotation set to `generation`.
 fn stamped(mut object: Value, generation: u64) -> Value {
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if let Some(annotations) = annotations.as_object_mut() {
-            annotations.insert(
-                GENERATION_ANNOTATION.into(),
-                Value::String(generation.to_string()),
-            );
-        }
-    }
+    crate::cluster::order::stamp(&mut object, generation);
     object
 }
 
