@@ -73,7 +73,13 @@ pub fn check_yaml_depth(body: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-fn too_deep_at(text: &str, limit: usize) -> Option<(usize, usize)> {
+/// Where (1-based line and column) YAML or JSON text first nests collections deeper than `limit`,
+/// in one pass and without parsing: flow collections (`[`, `{`) outside quotes and comments,
+/// block collections by indentation and `- ` entries. It counts generously (a block sequence
+/// directly under a key is one level, not two), so it can only err towards the parser's depth
+/// being smaller than counted by a small factor, never towards letting a deep input through
+/// unnoticed; block scalars (`|`, `>`) are skipped.
+pub fn too_deep_at(text: &str, limit: usize) -> Option<(usize, usize)> {
     let mut indents: Vec<usize> = Vec::new();
     let (mut flow, mut base) = (0usize, 0usize);
     let mut quote: Option<char> = None;
