@@ -119,6 +119,82 @@ fn outcome(c: &TestCluster, ns: &str, release: &str) -> (String, String) {
     )
 }
 
+/// One mutating command under test: the example it runs on, the commands that set the release
+/// up, and the command itself (`SPEC` stands for the example's path).
+struct Scenario<'a> {
+    name: &'a str,
+    example: &'a str,
+    ns: &'a str,
+    release: &'a str,
+    setup: &'a [&'a [&'a str]],
+    command: &'a [&'a str],
+}
+
+/// What the command does uninterrupted, on a cluster of its own.
+struct Reference {
+    /// Requests the command made.
+    requests: usize,
+    /// The objects and state it left.
+    expected: (String, String),
+    /// A second run of the command on that result.
+    again: canary_e2e::Run,
+}
+
+impl Scenario<'_> {
+    /// `words` with `SPEC` replaced by the example's path.
+    fn args(&self, words: &[&str]) -> Vec<String> {
+        let spec = canary_e2e::workspace_root()
+            .join("examples")
+            .join(self.example);
+        words
+            .iter()
+            .map(|w| {
+                if *w == "SPEC" {
+                    spec.to_str().expect("utf-8 path").to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// A new cluster with the example's workloads and the setup done (None: no kubectl).
+    async fn fresh(&self) -> Option<TestCluster> {
+        let c = TestCluster::start_light(self.name).await?;
+        c.example(self.example);
+        for step in self.setup {
+            c.canary(self.args(step)).success();
+        }
+        c.emulator.audit().clear();
+        Some(c)
+    }
+
+    /// The command run uninterrupted, then once more.
+    async fn reference(&self) -> Option<Reference> {
+        let c = self.fresh().await?;
+        c.canary(self.args(self.command)).success();
+        let requests = c.emulator.audit().records().len();
+        let expected = outcome(&c, self.ns, self.release);
+        assert!(
+            requests > 1,
+            "{}: the command made {requests} requests",
+            self.name
+        );
+        let again = c.canary(self.args(self.command));
+        assert_eq!(
+            outcome(&c, self.ns, self.release),
+            expected,
+            "{}: a second run changed the result",
+            self.name
+        );
+        Some(Reference {
+            requests,
+            expected,
+            again,
+        })
+    }
+}
+
 /// Run `setup`, then `command` with request N failing (500), then `command` again without
 /// faults, for every N the command makes; each must converge to the fault-free result, with
 /// no intermediate state routing to a missing subset.
@@ -130,42 +206,21 @@ async fn crash_matrix(
     setup: &[&[&str]],
     command: &[&str],
 ) {
-    // The fault-free reference, and how many requests the command makes.
-    let Some(reference) = TestCluster::start_light(name).await else {
+    let s = Scenario {
+        name,
+        example,
+        ns,
+        release,
+        setup,
+        command,
+    };
+    let Some(reference) = s.reference().await else {
         return;
     };
-    let (spec, _) = reference.example(example);
-    let spec = spec.to_str().unwrap().to_string();
-    let with_spec = |args: &[&str]| -> Vec<String> {
-        args.iter()
-            .map(|a| {
-                if *a == "SPEC" {
-                    spec.clone()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect()
-    };
-    for step in setup {
-        reference.canary(with_spec(step)).success();
-    }
-    reference.emulator.audit().clear();
-    reference.canary(with_spec(command)).success();
-    let requests = reference.emulator.audit().records().len() as u64;
-    let expected = outcome(&reference, ns, release);
-    assert!(requests > 1, "{name}: the command made {requests} requests");
-
-    for n in 1..=requests {
-        let c = TestCluster::start_light(name)
-            .await
-            .expect("kubectl was there a moment ago");
-        c.example(example);
-        for step in setup {
-            c.canary(with_spec(step)).success();
-        }
+    for n in 1..=reference.requests as u64 {
+        let c = s.fresh().await.expect("kubectl was there a moment ago");
         c.emulator.faults().add(Fault::nth(n).status(500));
-        let crashed = c.canary(with_spec(command));
+        let crashed = c.canary(s.args(command));
         c.emulator.faults().clear();
         if crashed.code != Some(0) {
             assert!(
@@ -176,11 +231,12 @@ async fn crash_matrix(
         }
         // One rerun converges to the fault-free result: it either finishes what the crashed
         // run wrote to the state, or does the whole command if the state was not written.
-        c.canary(with_spec(command)).success();
+        c.canary(s.args(command)).success();
         assert_eq!(
             outcome(&c, ns, release),
-            expected,
-            "{name}: failing request {n} of {requests}"
+            reference.expected,
+            "{name}: failing request {n} of {}",
+            reference.requests
         );
         c.assert_no_dangling_subsets();
     }
@@ -261,50 +317,24 @@ async fn sigkill_matrix(
     setup: &[&[&str]],
     command: &[&str],
 ) {
-    let Some(reference) = TestCluster::start_light(name).await else {
+    let s = Scenario {
+        name,
+        example,
+        ns,
+        release,
+        setup,
+        command,
+    };
+    let Some(reference) = s.reference().await else {
         return;
     };
-    let (spec, _) = reference.example(example);
-    let spec = spec.to_str().unwrap().to_string();
-    let with_spec = |args: &[&str]| -> Vec<String> {
-        args.iter()
-            .map(|a| {
-                if *a == "SPEC" {
-                    spec.clone()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect()
-    };
-    for step in setup {
-        reference.canary(with_spec(step)).success();
-    }
-    reference.emulator.audit().clear();
-    reference.canary(with_spec(command)).success();
-    let requests = reference.emulator.audit().records().len();
-    let expected = outcome(&reference, ns, release);
-    assert!(requests > 1, "{name}: the command made {requests} requests");
-    let again = reference.canary(with_spec(command));
-    assert_eq!(
-        outcome(&reference, ns, release),
-        expected,
-        "{name}: a second run changed the result"
-    );
-
+    let requests = reference.requests;
     for k in 1..=requests {
-        let c = TestCluster::start_light(name)
-            .await
-            .expect("kubectl was there a moment ago");
-        c.example(example);
-        for step in setup {
-            c.canary(with_spec(step)).success();
-        }
-        c.emulator.audit().clear();
+        let c = s.fresh().await.expect("kubectl was there a moment ago");
         c.emulator
             .faults()
             .set_latency(std::time::Duration::from_millis(40));
-        let mut running = c.canary_spawn(with_spec(command));
+        let mut running = c.canary_spawn(s.args(command));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let seen = c.emulator.audit().records().len();
@@ -330,12 +360,12 @@ async fn sigkill_matrix(
         );
         // (A kill before the record was created leaves no release to compare.)
         let recorded = c.canary(["get", release, "-n", ns]).code == Some(0);
-        let done = recorded && outcome(&c, ns, release) == expected;
-        let rerun = c.canary(with_spec(command));
+        let done = recorded && outcome(&c, ns, release) == reference.expected;
+        let rerun = c.canary(s.args(command));
         if done {
             assert_eq!(
                 (rerun.code, rerun.stderr.as_str()),
-                (again.code, again.stderr.as_str()),
+                (reference.again.code, reference.again.stderr.as_str()),
                 "{name}: killed after request {k} of {requests}, with every write made: the rerun answers as a second run"
             );
         } else {
@@ -347,7 +377,7 @@ async fn sigkill_matrix(
         }
         assert_eq!(
             outcome(&c, ns, release),
-            expected,
+            reference.expected,
             "{name}: killed after request {k} of {requests}"
         );
         c.assert_no_dangling_subsets();
