@@ -174,10 +174,10 @@ async fn engine(
     Ok(Engine::new(
         cluster,
         mode(mutation.dry_run),
+        // Dry run and forcing are the engine's to set (from the mode, and its protocol).
         ApplyOptions {
             field_manager: mutation.manager.field_manager.clone(),
-            server_dry_run: false,
-            force: true,
+            ..ApplyOptions::default()
         },
     )
     .with_propagation(propagation))

@@ -420,8 +420,7 @@ impl Runner {
                     Mode::Apply,
                     ApplyOptions {
                         field_manager,
-                        server_dry_run: false,
-                        force: false,
+                        ..ApplyOptions::default()
                     },
                 )
                 .with_propagation(gate)
