@@ -122,7 +122,6 @@ fn outcome(c: &TestCluster, ns: &str, release: &str) -> (String, String) {
 /// One mutating command under test: the example it runs on, the commands that set the release
 /// up, and the command itself (`SPEC` stands for the example's path).
 struct Scenario<'a> {
-    name: &'a str,
     example: &'a str,
     ns: &'a str,
     release: &'a str,
@@ -158,9 +157,10 @@ impl Scenario<'_> {
             .collect()
     }
 
-    /// A new cluster with the example's workloads and the setup done (None: no kubectl).
-    async fn fresh(&self) -> Option<TestCluster> {
-        let c = TestCluster::start_light(self.name).await?;
+    /// A new cluster for test `name` with the example's workloads and the setup done (None:
+    /// no kubectl).
+    async fn fresh(&self, name: &str) -> Option<TestCluster> {
+        let c = TestCluster::start_light(name).await?;
         c.example(self.example);
         for step in self.setup {
             c.canary(self.args(step)).success();
@@ -170,22 +170,17 @@ impl Scenario<'_> {
     }
 
     /// The command run uninterrupted, then once more.
-    async fn reference(&self) -> Option<Reference> {
-        let c = self.fresh().await?;
+    async fn reference(&self, name: &str) -> Option<Reference> {
+        let c = self.fresh(name).await?;
         c.canary(self.args(self.command)).success();
         let requests = c.emulator.audit().records().len();
         let expected = outcome(&c, self.ns, self.release);
-        assert!(
-            requests > 1,
-            "{}: the command made {requests} requests",
-            self.name
-        );
+        assert!(requests > 1, "{name}: the command made {requests} requests");
         let again = c.canary(self.args(self.command));
         assert_eq!(
             outcome(&c, self.ns, self.release),
             expected,
-            "{}: a second run changed the result",
-            self.name
+            "{name}: a second run changed the result"
         );
         Some(Reference {
             requests,
@@ -195,30 +190,89 @@ impl Scenario<'_> {
     }
 }
 
+/// `start` of the nginx example.
+const START: Scenario<'static> = Scenario {
+    example: "nginx-weighted.yaml",
+    ns: "demo",
+    release: "nginx-v2",
+    setup: &[],
+    command: &["start", "-f", "SPEC"],
+};
+
+/// A `step` of bookinfo's reviews to its last stage (Promoted).
+const STEP: Scenario<'static> = Scenario {
+    example: "bookinfo-reviews.yaml",
+    ns: "default",
+    release: "reviews-v3",
+    setup: &[&["start", "-f", "SPEC"]],
+    command: &["step", "reviews-v3", "-n", "default"],
+};
+
+/// `promote` of the shop (frontend + backend).
+const PROMOTE: Scenario<'static> = Scenario {
+    example: "frontend-backend.yaml",
+    ns: "default",
+    release: "frontend-backend-v2",
+    setup: &[&["start", "-f", "SPEC"]],
+    command: &["promote", "frontend-backend-v2", "-n", "default"],
+};
+
+/// `set-weight 40` of the shop.
+const SET_WEIGHT: Scenario<'static> = Scenario {
+    example: "frontend-backend.yaml",
+    ns: "default",
+    release: "frontend-backend-v2",
+    setup: &[&["start", "-f", "SPEC"]],
+    command: &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
+};
+
+/// `abort` of the shop at 40%.
+const ABORT: Scenario<'static> = Scenario {
+    example: "frontend-backend.yaml",
+    ns: "default",
+    release: "frontend-backend-v2",
+    setup: &[
+        &["start", "-f", "SPEC"],
+        &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
+    ],
+    command: &["abort", "frontend-backend-v2", "-n", "default"],
+};
+
+/// `finalize` of the promoted nginx example.
+const FINALIZE: Scenario<'static> = Scenario {
+    example: "nginx-weighted.yaml",
+    ns: "demo",
+    release: "nginx-v2",
+    setup: &[
+        &["start", "-f", "SPEC"],
+        &["promote", "nginx-v2", "-n", "demo"],
+    ],
+    command: &["finalize", "nginx-v2", "-n", "demo"],
+};
+
+/// `undo` of the finalized nginx example.
+const UNDO: Scenario<'static> = Scenario {
+    example: "nginx-weighted.yaml",
+    ns: "demo",
+    release: "nginx-v2",
+    setup: &[
+        &["start", "-f", "SPEC"],
+        &["promote", "nginx-v2", "-n", "demo"],
+        &["finalize", "nginx-v2", "-n", "demo"],
+    ],
+    command: &["undo", "nginx-v2", "-n", "demo"],
+};
+
 /// Run `setup`, then `command` with request N failing (500), then `command` again without
 /// faults, for every N the command makes; each must converge to the fault-free result, with
 /// no intermediate state routing to a missing subset.
-async fn crash_matrix(
-    name: &str,
-    example: &str,
-    ns: &str,
-    release: &str,
-    setup: &[&[&str]],
-    command: &[&str],
-) {
-    let s = Scenario {
-        name,
-        example,
-        ns,
-        release,
-        setup,
-        command,
-    };
-    let Some(reference) = s.reference().await else {
+async fn crash_matrix(name: &str, s: &Scenario<'_>) {
+    let (ns, release, command) = (s.ns, s.release, s.command);
+    let Some(reference) = s.reference(name).await else {
         return;
     };
     for n in 1..=reference.requests as u64 {
-        let c = s.fresh().await.expect("kubectl was there a moment ago");
+        let c = s.fresh(name).await.expect("kubectl was there a moment ago");
         c.emulator.faults().add(Fault::nth(n).status(500));
         let crashed = c.canary(s.args(command));
         c.emulator.faults().clear();
@@ -244,61 +298,22 @@ async fn crash_matrix(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_matrix_start() {
-    crash_matrix(
-        "crash_start",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[],
-        &["start", "-f", "SPEC"],
-    )
-    .await;
+    crash_matrix("crash_start", &START).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_matrix_step() {
-    crash_matrix(
-        "crash_step",
-        "bookinfo-reviews.yaml",
-        "default",
-        "reviews-v3",
-        &[&["start", "-f", "SPEC"]],
-        &["step", "reviews-v3", "-n", "default"],
-    )
-    .await;
+    crash_matrix("crash_step", &STEP).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_matrix_finalize() {
-    crash_matrix(
-        "crash_finalize",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[
-            &["start", "-f", "SPEC"],
-            &["promote", "nginx-v2", "-n", "demo"],
-        ],
-        &["finalize", "nginx-v2", "-n", "demo"],
-    )
-    .await;
+    crash_matrix("crash_finalize", &FINALIZE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_matrix_undo() {
-    crash_matrix(
-        "crash_undo",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[
-            &["start", "-f", "SPEC"],
-            &["promote", "nginx-v2", "-n", "demo"],
-            &["finalize", "nginx-v2", "-n", "demo"],
-        ],
-        &["undo", "nginx-v2", "-n", "demo"],
-    )
-    .await;
+    crash_matrix("crash_undo", &UNDO).await;
 }
 
 /// Run `setup`, then `command` killed with SIGKILL once the server has seen `k` of its
@@ -309,28 +324,14 @@ async fn crash_matrix_undo() {
 /// When the kill came after the command's last write (the state already is the uninterrupted
 /// result), the rerun is a second command on that state, not a recovery: `step` on a Promoted
 /// release is refused. It must then answer exactly as a second run does on the reference.
-async fn sigkill_matrix(
-    name: &str,
-    example: &str,
-    ns: &str,
-    release: &str,
-    setup: &[&[&str]],
-    command: &[&str],
-) {
-    let s = Scenario {
-        name,
-        example,
-        ns,
-        release,
-        setup,
-        command,
-    };
-    let Some(reference) = s.reference().await else {
+async fn sigkill_matrix(name: &str, s: &Scenario<'_>) {
+    let (ns, release, command) = (s.ns, s.release, s.command);
+    let Some(reference) = s.reference(name).await else {
         return;
     };
     let requests = reference.requests;
     for k in 1..=requests {
-        let c = s.fresh().await.expect("kubectl was there a moment ago");
+        let c = s.fresh(name).await.expect("kubectl was there a moment ago");
         c.emulator
             .faults()
             .set_latency(std::time::Duration::from_millis(40));
@@ -387,89 +388,23 @@ async fn sigkill_matrix(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_matrix_start() {
-    sigkill_matrix(
-        "sigkill_start",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[],
-        &["start", "-f", "SPEC"],
-    )
-    .await;
+    sigkill_matrix("sigkill_start", &START).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_matrix_step_and_promote() {
-    sigkill_matrix(
-        "sigkill_step",
-        "bookinfo-reviews.yaml",
-        "default",
-        "reviews-v3",
-        &[&["start", "-f", "SPEC"]],
-        &["step", "reviews-v3", "-n", "default"],
-    )
-    .await;
-    sigkill_matrix(
-        "sigkill_promote",
-        "frontend-backend.yaml",
-        "default",
-        "frontend-backend-v2",
-        &[&["start", "-f", "SPEC"]],
-        &["promote", "frontend-backend-v2", "-n", "default"],
-    )
-    .await;
+    sigkill_matrix("sigkill_step", &STEP).await;
+    sigkill_matrix("sigkill_promote", &PROMOTE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_matrix_set_weight_and_abort() {
-    sigkill_matrix(
-        "sigkill_set_weight",
-        "frontend-backend.yaml",
-        "default",
-        "frontend-backend-v2",
-        &[&["start", "-f", "SPEC"]],
-        &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
-    )
-    .await;
-    sigkill_matrix(
-        "sigkill_abort",
-        "frontend-backend.yaml",
-        "default",
-        "frontend-backend-v2",
-        &[
-            &["start", "-f", "SPEC"],
-            &["set-weight", "frontend-backend-v2", "40", "-n", "default"],
-        ],
-        &["abort", "frontend-backend-v2", "-n", "default"],
-    )
-    .await;
+    sigkill_matrix("sigkill_set_weight", &SET_WEIGHT).await;
+    sigkill_matrix("sigkill_abort", &ABORT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_matrix_finalize_and_undo() {
-    sigkill_matrix(
-        "sigkill_finalize",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[
-            &["start", "-f", "SPEC"],
-            &["promote", "nginx-v2", "-n", "demo"],
-        ],
-        &["finalize", "nginx-v2", "-n", "demo"],
-    )
-    .await;
-    sigkill_matrix(
-        "sigkill_undo",
-        "nginx-weighted.yaml",
-        "demo",
-        "nginx-v2",
-        &[
-            &["start", "-f", "SPEC"],
-            &["promote", "nginx-v2", "-n", "demo"],
-            &["finalize", "nginx-v2", "-n", "demo"],
-        ],
-        &["undo", "nginx-v2", "-n", "demo"],
-    )
-    .await;
+    sigkill_matrix("sigkill_finalize", &FINALIZE).await;
+    sigkill_matrix("sigkill_undo", &UNDO).await;
 }
