@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use kube_emulator::testing::require;
 use kube_emulator::{Emulator, Options};
 use kubectl_canary::lint::{self, Inventory, LintContext, Severity};
 use serde_json::Value;
@@ -27,20 +28,15 @@ use serde_json::Value;
 const REFERENCE_CODES: [&str; 5] = ["IST0101", "IST0102", "IST0109", "IST0113", "IST0118"];
 const PERCENT_TOLERANCE: f64 = 0.6;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Skip (locally) or fail (in CI) when something the test needs is missing.
-fn missing(what: &str) {
-    assert!(!in_ci(), "CI=true but {what}");
-    eprintln!("skipping: {what}");
-}
-
-/// `../shared/fixtures/istio-oracle` beside the checkout.
+/// `../shared/fixtures/istio-oracle` beside the checkout; when absent, a skip locally and a
+/// failure under `CI=true` ([`kube_emulator::testing::require`]).
+#[track_caller]
 fn oracle_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/istio-oracle");
-    dir.join("README.md").exists().then_some(dir)
+    require(
+        dir.join("README.md").exists().then_some(dir),
+        "../shared/fixtures/istio-oracle",
+    )
 }
 
 fn read_json(path: &Path) -> Value {
@@ -101,7 +97,7 @@ fn same_destinations(expected: &Value, actual: &Value) -> bool {
 #[test]
 fn routing_agrees_with_istio() {
     let Some(oracle) = oracle_dir() else {
-        return missing("../shared/fixtures/istio-oracle is absent");
+        return;
     };
     let dir = oracle.join("istio-routing");
     let cases = read_json(&dir.join("manifest.json"));
@@ -236,10 +232,11 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn emulated_istiod_agrees_with_istio_validation() {
     let Some(oracle) = oracle_dir() else {
-        return missing("../shared/fixtures/istio-oracle is absent");
+        return;
     };
-    if !Path::new("/usr/bin/kubectl").exists() {
-        return missing("/usr/bin/kubectl is absent");
+    let system_kubectl = Path::new("/usr/bin/kubectl");
+    if require(system_kubectl.exists().then_some(()), "/usr/bin/kubectl").is_none() {
+        return;
     }
     let crds = oracle.join("../istio/customresourcedefinitions.gen.yaml");
     let cases = validation_cases(&oracle);
@@ -382,7 +379,7 @@ fn emulated_istiod_agrees_with_istio_validation() {
 #[test]
 fn lint_local_agrees_with_istio_validation() {
     let Some(oracle) = oracle_dir() else {
-        return missing("../shared/fixtures/istio-oracle is absent");
+        return;
     };
     let mut disagreements = Vec::new();
     let cases = validation_cases(&oracle);

@@ -147,36 +147,6 @@ pub fn example(name: &str) -> PathBuf {
     repo("examples").join(name)
 }
 
-/// True when running in CI (`CI=true`), where nothing may be skipped.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `found`, or (when it is `None`) a skip: a message locally, a failure under `CI=true`.
-#[track_caller]
-pub fn require<T>(found: Option<T>, what: &str) -> Option<T> {
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{what} is absent, and CI=true: install it (see .ci/run) instead of skipping"
-        );
-        eprintln!("skipping: {what} is absent");
-    }
-    found
-}
-
-/// `/usr/bin/kubectl`, if present.
-pub fn kubectl() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/kubectl");
-    path.exists().then_some(path)
-}
-
-/// The shared fixtures (`../shared` beside the workspace), if present.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = repo("../shared");
-    dir.join("fixtures").is_dir().then_some(dir)
-}
-
 impl Run {
     /// The exit code (a signal is a test failure).
     #[track_caller]

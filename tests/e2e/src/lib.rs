@@ -76,8 +76,14 @@ pub fn kubectl_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Print why a test is skipped, in a form CI logs make easy to find.
+/// Print why a test is skipped, in a form CI logs make easy to find; under `CI=true`, where
+/// every tool and fixture is installed, fail instead ([`kube_emulator::testing::require`]).
+#[track_caller]
 pub fn skip(test: &str, why: &str) {
+    assert!(
+        !kube_emulator::testing::in_ci(),
+        "{test}: {why}, and CI=true: install it (see .ci/run) instead of skipping"
+    );
     eprintln!("SKIPPED {test}: {why}");
 }
 
@@ -266,10 +272,15 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// Istio's real CRD bundle, when `../shared` is beside the workspace (CI always has it).
+/// Istio's real CRD bundle, when `../shared` is beside the workspace (CI always has it: there
+/// its absence fails the test, see [`kube_emulator::testing::require`]).
+#[track_caller]
 pub fn istio_crd_bundle() -> Option<String> {
     let path = workspace_root().join("../shared/fixtures/istio/customresourcedefinitions.gen.yaml");
-    std::fs::read_to_string(path).ok()
+    kube_emulator::testing::require(
+        std::fs::read_to_string(&path).ok(),
+        &format!("{} (Istio's CRD bundle)", path.display()),
+    )
 }
 
 /// An emulated cluster with Istio's kinds, and kubectl pointed at it.

@@ -35,6 +35,7 @@ pub mod resources;
 pub mod selector;
 mod server;
 pub mod table;
+pub mod testing;
 pub mod time;
 pub mod tls;
 pub mod validation;

@@ -103,24 +103,7 @@ pub fn versioned_kubectl(minor: u32) -> Option<PathBuf> {
 /// The minor versions of the versioned kubectl binaries the tests run.
 pub const KUBECTL_MINORS: std::ops::RangeInclusive<u32> = 27..=33;
 
-/// True when running in CI (`CI=true`), where nothing may be skipped.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `found`, or (when it is `None`) a skip: a message locally, a failure under `CI=true`, where
-/// every tool and fixture is installed and a skipped test would be a test that cannot fail.
-#[track_caller]
-pub fn require<T>(found: Option<T>, what: &str) -> Option<T> {
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{what} is absent, and CI=true: install it (see .ci/run) instead of skipping"
-        );
-        eprintln!("skipping: {what} is absent");
-    }
-    found
-}
+pub use kube_emulator::testing::require;
 
 /// `/usr/bin/kubectl`, or a skip (see [`require`]).
 #[track_caller]
