@@ -115,8 +115,9 @@ pub struct Elector {
     /// The Lease as we last wrote it while holding it: the leader renews with one conditional
     /// replace of it (no GET), and falls back to reading on a conflict.
     held: Option<Lease>,
-    /// Callback for API latency (seconds) and failures, for the metrics.
-    on_request: Box<dyn Fn(f64, bool) + Send + Sync>,
+    /// Told whether each Lease request failed, for the metrics (their latency is timed with
+    /// every other request by the client, `cluster::connect::client_for`).
+    on_request: Box<dyn Fn(bool) + Send + Sync>,
 }
 
 impl Elector {
@@ -124,7 +125,7 @@ impl Elector {
     pub fn new(
         client: kube::Client,
         config: LeaseConfig,
-        on_request: impl Fn(f64, bool) + Send + Sync + 'static,
+        on_request: impl Fn(bool) + Send + Sync + 'static,
     ) -> (Self, Leadership) {
         let (tx, rx) = watch::channel(None);
         (
@@ -204,18 +205,22 @@ impl Elector {
         round
     }
 
+    /// Replace the Lease with `lease`, conditional on its resourceVersion (409 if it moved).
+    async fn replace(&self, lease: &Lease) -> Result<Lease, kube::Error> {
+        let replaced = self
+            .api
+            .replace(&self.config.name, &PostParams::default(), lease)
+            .await;
+        (self.on_request)(replaced.is_err());
+        replaced
+    }
+
     /// Renew the Lease we hold with one replace, conditional on the version we wrote last.
     async fn renew_held(&mut self, mut lease: Lease) -> Result<Round, ClusterError> {
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(Self::now_micro());
         }
-        let t = Instant::now();
-        let replaced = self
-            .api
-            .replace(&self.config.name, &PostParams::default(), &lease)
-            .await;
-        (self.on_request)(t.elapsed().as_secs_f64(), replaced.is_err());
-        match replaced {
+        match self.replace(&lease).await {
             Ok(lease) => {
                 self.held = Some(lease);
                 Ok(Round::Held)
@@ -234,9 +239,8 @@ impl Elector {
     }
 
     async fn read_and_claim(&mut self) -> Result<Round, ClusterError> {
-        let t = Instant::now();
         let current = self.api.get_opt(&self.config.name).await;
-        (self.on_request)(t.elapsed().as_secs_f64(), current.is_err());
+        (self.on_request)(current.is_err());
         let current = current.map_err(|e| ClusterError::from_kube("get", self.target(), e))?;
         let duration_secs = self.config.lease_duration.as_secs().max(1) as i32;
         let Some(mut lease) = current else {
@@ -255,9 +259,8 @@ impl Elector {
                     ..LeaseSpec::default()
                 }),
             };
-            let t = Instant::now();
             let created = self.api.create(&PostParams::default(), &lease).await;
-            (self.on_request)(t.elapsed().as_secs_f64(), created.is_err());
+            (self.on_request)(created.is_err());
             return match created {
                 Ok(lease) => {
                     self.held = Some(lease);
@@ -305,13 +308,7 @@ impl Elector {
         next.renew_time = Some(Self::now_micro());
         lease.spec = Some(next);
         // Conditional on the resourceVersion just read: of two candidates, one wins.
-        let t = Instant::now();
-        let replaced = self
-            .api
-            .replace(&self.config.name, &PostParams::default(), &lease)
-            .await;
-        (self.on_request)(t.elapsed().as_secs_f64(), replaced.is_err());
-        match replaced {
+        match self.replace(&lease).await {
             Ok(lease) => {
                 self.held = Some(lease);
                 Ok(Round::Held)

@@ -231,7 +231,7 @@ impl Runner {
             self.options.lease.clone(),
             // The Lease requests' latency is counted with every other request, by verb
             // (the client's timing layer, `cluster::connect::client_for`).
-            move |_secs, failed| {
+            move |failed| {
                 if failed {
                     metrics.error("lease");
                 }
