@@ -124,6 +124,26 @@ pub fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// The fields of a config, each with a value (`null` counts as omitted): `None` when there is
+/// nothing to check — the config was omitted, or it is not a mapping, which is then `problems`'
+/// one problem.
+pub fn fields<'a>(
+    config: &'a Value,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<impl Fn(&str) -> Option<&'a Value>> {
+    match config {
+        Value::Null => None,
+        Value::Object(object) => Some(move |key: &str| object.get(key).filter(|v| !v.is_null())),
+        other => {
+            problems.push(ConfigProblem::new(
+                "",
+                format!("must be a mapping, got {}", json_kind(other)),
+            ));
+            None
+        }
+    }
+}
+
 /// Checks a weight ramp (`steps`): a non-empty list of whole numbers 0..=100, each greater than
 /// the one before, the last 100. The rule of [`stages::ramp_weights`](crate::stages::ramp_weights)
 /// users; problems go to `problems` with paths below `path`.

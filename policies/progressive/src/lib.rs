@@ -36,18 +36,11 @@ policy_sdk::export_policy!(
 /// config; [`Config::from_input`] refuses the same values when a decision meets them.
 pub fn validate_config(config: &Value) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
-    let object = match config {
-        Value::Null => return problems,
-        Value::Object(object) => object,
-        other => {
-            problems.push(ConfigProblem::new(
-                "",
-                format!("must be a mapping, got {}", config::json_kind(other)),
-            ));
-            return problems;
-        }
+    // (No `let … else`: the policies build with rustc 1.63.)
+    let field = match config::fields(config, &mut problems) {
+        Some(field) => field,
+        None => return problems,
     };
-    let field = |key: &str| object.get(key).filter(|v| !v.is_null());
     if let Some(steps) = field("steps") {
         config::check_steps("steps", steps, &mut problems);
     }
