@@ -39,12 +39,12 @@ fn plan_json_lists_every_stage_of_seed_004() {
         serde_json::json!([{"subset": "v1", "percent": 90.0}, {"subset": "v2", "percent": 10.0}])
     );
     assert!(frontend[1]["match"].is_null());
-    // The backend is chained: frontend's v2 (its app and canary version, not any v2 workload)
-    // reaches v2.
+    // The backend is chained: the canary of another release service (rendered as frontend's
+    // app and canary version, not any v2 workload) reaches v2.
     let backend = stages[1]["services"]["backend"].as_array().unwrap();
     assert_eq!(
         backend[0]["match"],
-        serde_json::json!(["caller app=frontend,version=v2"])
+        serde_json::json!(["caller is another service's canary"])
     );
 }
 

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use kubectl_canary::policy::{Limits, LoadedPolicy, ModuleRef};
 use kubectl_canary::spec;
+use policy_sdk::stages::chain_matches;
 use policy_sdk::testing::{canary_weight, matched_rules};
 use policy_sdk::time::{format_rfc3339, parse_rfc3339};
-use policy_sdk::{Action, Decision, Event, Input, Phase, State, StringMatch};
+use policy_sdk::{Action, Decision, Event, Input, Match, Phase, ReleaseInfo, State, StringMatch};
 
 fn example(name: &str) -> (Input, u64) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +74,29 @@ fn run_to_completion(policy: &LoadedPolicy, mut input: Input, pause: u64) -> Vec
     panic!("no completion after 10 steps");
 }
 
+/// The callers `service`'s first rule sends to its canary, as the host renders them: the policy
+/// answers the compact caller match, which the host expands into one `sourceLabels` block per
+/// other release service (`app=…,version=…` each).
+fn chained_callers(release: &ReleaseInfo, decision: &Decision, service: &str) -> Vec<String> {
+    let rule = &decision.stage.as_ref().expect("a stage").routes[service][0];
+    assert_eq!(rule.matches, [Match::from_canary_callers()], "{service}");
+    let service = release
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .expect("a service of the release");
+    chain_matches(release, service)
+        .iter()
+        .map(|m| {
+            m.source_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
 fn names(decisions: &[Decision]) -> Vec<String> {
     decisions
         .iter()
@@ -89,6 +113,7 @@ fn progressive() -> LoadedPolicy {
 #[test]
 fn seed_000_voting_app_feature_flag_then_all() {
     let (input, pause) = example("voting-app.yaml");
+    let release = input.release.clone();
     let stages = run_to_completion(&progressive(), input, pause);
     assert_eq!(names(&stages), ["testers", "100%"]);
     let testers = &stages[0];
@@ -98,10 +123,23 @@ fn seed_000_voting_app_feature_flag_then_all() {
         StringMatch::Regex("^(.*?;\\s*)?(featureflag=on)(;.*)?$".into())
     );
     assert_eq!(canary_weight(testers, "voting-app"), Some(0));
-    // Non-entry services: canary callers (version 2.0) reach the canary, others stable.
+    // Non-entry services: the other services' canaries (version 2.0) reach the canary, others
+    // stable.
+    assert_eq!(
+        chained_callers(&release, testers, "voting-analytics"),
+        [
+            "app=voting-app,version=2.0",
+            "app=voting-storage,version=2.0"
+        ]
+    );
+    assert_eq!(
+        chained_callers(&release, testers, "voting-storage"),
+        [
+            "app=voting-app,version=2.0",
+            "app=voting-analytics,version=2.0"
+        ]
+    );
     for service in ["voting-analytics", "voting-storage"] {
-        let rules = &testers.stage.as_ref().unwrap().routes[service];
-        assert_eq!(rules[0].matches[0].source_labels["version"], "2.0");
         assert_eq!(canary_weight(testers, service), Some(0));
     }
     assert_eq!(canary_weight(&stages[1], "voting-storage"), Some(100));
@@ -129,6 +167,7 @@ fn seed_002_bookinfo_reviews_fifty_fifty() {
 #[test]
 fn seed_003_weather_testers_and_source_labels() {
     let (input, pause) = example("weather-testers.yaml");
+    let release = input.release.clone();
     let stages = run_to_completion(&progressive(), input, pause);
     assert_eq!(names(&stages), ["testers", "100%"]);
     let routes = &stages[0].stage.as_ref().unwrap().routes;
@@ -137,8 +176,8 @@ fn seed_003_weather_testers_and_source_labels() {
         StringMatch::Regex("^(.*?;\\s*)?(user=tester)(;.*)?$".into())
     );
     assert_eq!(
-        routes["forecast"][0].matches[0].source_labels["version"],
-        "v2"
+        chained_callers(&release, &stages[0], "forecast"),
+        ["app=frontend,version=v2"]
     );
     assert_eq!(matched_rules(&stages[0], "forecast"), 1);
 }
@@ -147,6 +186,7 @@ fn seed_003_weather_testers_and_source_labels() {
 fn seed_004_frontend_backend_header_testers_ramp_and_chain() {
     let (input, pause) = example("frontend-backend.yaml");
     assert_eq!(pause, 300);
+    let release = input.release.clone();
     let stages = run_to_completion(&progressive(), input, pause);
     assert_eq!(names(&stages), ["testers", "10%", "50%", "100%"]);
     let weights: Vec<_> = stages
@@ -160,7 +200,10 @@ fn seed_004_frontend_backend_header_testers_ramp_and_chain() {
         StringMatch::Exact("canary-tester".into())
     );
     // backend: only frontend-v2 reaches backend-v2.
-    assert_eq!(ten["backend"][0].matches[0].source_labels["version"], "v2");
+    assert_eq!(
+        chained_callers(&release, &stages[1], "backend"),
+        ["app=frontend,version=v2"]
+    );
     assert_eq!(canary_weight(&stages[1], "backend"), Some(0));
 }
 

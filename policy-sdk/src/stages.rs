@@ -170,17 +170,25 @@ pub struct StagePlan {
 ///
 /// At 100% every service sends everything to the canary. Otherwise an entry service gets the
 /// tester match (if any) to the canary, then the weighted default; a non-entry service with
-/// chaining gets one `sourceLabels` block per calling release service (its canary's app and
-/// version labels, [`chain_matches`]) to the canary, then everything else to stable; without
-/// chaining it is weighted like an entry service.
+/// chaining sends calls from the canaries of the other release services
+/// ([`Match::from_canary_callers`], which the host expands into one `sourceLabels` block per
+/// caller, [`chain_matches`]) to the canary, then everything else to stable; without chaining
+/// it is weighted like an entry service.
 ///
-/// The work is linear in what it returns: each caller's match block is built once.
+/// Linear in the number of services: a chained service gets one compact caller match, not one
+/// block per caller (which made a chained release quadratic in fuel and output).
 pub fn routes(release: &ReleaseInfo, plan: &StagePlan) -> BTreeMap<String, Vec<Rule>> {
     let mut routes = BTreeMap::new();
+    // How many services have a canary that labels tell apart from their stable: the callers
+    // a chained service can recognise (itself excepted).
     let callers = if plan.chain && plan.canary_weight < 100 {
-        caller_blocks(release)
+        release
+            .services
+            .iter()
+            .filter(|s| distinguishable(s))
+            .count()
     } else {
-        Vec::new()
+        0
     };
     for service in &release.services {
         let mut rules = Vec::new();
@@ -190,14 +198,9 @@ pub fn routes(release: &ReleaseInfo, plan: &StagePlan) -> BTreeMap<String, Vec<R
                 to: vec![to(Role::Canary)],
             });
         } else if plan.chain && !service.entry {
-            let matches: Vec<Match> = callers
-                .iter()
-                .filter(|(name, _)| *name != service.name)
-                .map(|(_, m)| m.clone())
-                .collect();
-            if !matches.is_empty() {
+            if callers > usize::from(distinguishable(service)) {
                 rules.push(Rule {
-                    matches,
+                    matches: vec![Match::from_canary_callers()],
                     to: vec![to(Role::Canary)],
                 });
             }
@@ -244,36 +247,29 @@ pub fn all_to(release: &ReleaseInfo, role: Role) -> BTreeMap<String, Vec<Rule>> 
 /// and canary version, `{app: frontend, version: v2}` as seed 004 writes it — so an unrelated
 /// workload that merely carries the same version label stays on stable. Callers whose canary
 /// cannot be told from their stable by labels are left out.
+///
+/// This is what a [`Match::from_canary_callers`] block means; the host expands it with this
+/// function when it renders. Its result grows with the number of services, so a policy
+/// building it for every service of a release is quadratic: answer the compact match instead.
 pub fn chain_matches(release: &ReleaseInfo, service: &ServiceInfo) -> Vec<Match> {
-    caller_blocks(release)
-        .into_iter()
-        .filter(|(name, _)| *name != service.name)
-        .map(|(_, m)| m)
-        .collect()
-}
-
-/// Every service's caller block (see [`chain_matches`]), in spec order, built once per release.
-fn caller_blocks(release: &ReleaseInfo) -> Vec<(&str, Match)> {
     release
         .services
         .iter()
-        .filter(|caller| {
-            caller
-                .canary
-                .labels
-                .iter()
-                .any(|(key, value)| caller.stable.labels.get(key) != Some(value))
-        })
-        .map(|caller| {
-            (
-                caller.name.as_str(),
-                Match {
-                    source_labels: caller.canary.labels.clone(),
-                    ..Match::default()
-                },
-            )
+        .filter(|caller| caller.name != service.name && distinguishable(caller))
+        .map(|caller| Match {
+            source_labels: caller.canary.labels.clone(),
+            ..Match::default()
         })
         .collect()
+}
+
+/// Whether labels tell the service's canary pods from its stable ones (see [`version_labels`]).
+fn distinguishable(service: &ServiceInfo) -> bool {
+    service
+        .canary
+        .labels
+        .iter()
+        .any(|(key, value)| service.stable.labels.get(key) != Some(value))
 }
 
 /// The canary's labels that tell it apart from stable (the version label), e.g. `{version: v2}`.
@@ -404,10 +400,13 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        // One block per caller, naming the caller's app and canary version.
-        assert_eq!(forecast[0].matches.len(), 1);
-        assert_eq!(forecast[0].matches[0].source_labels, frontend_v2);
+        // One compact block for the callers; the host expands it into one block per caller,
+        // naming the caller's app and canary version.
+        assert_eq!(forecast[0].matches, vec![Match::from_canary_callers()]);
         assert_eq!(forecast[0].to, vec![to(Role::Canary)]);
+        let expanded = chain_matches(&release, &release.services[1]);
+        assert_eq!(expanded.len(), 1);
+        assert_eq!(expanded[0].source_labels, frontend_v2);
         assert_eq!(forecast[1].to, vec![to(Role::Stable)]);
     }
 

@@ -260,6 +260,28 @@ pub struct Match {
     /// Restrict the match to these gateways (`namespace/name`, or `mesh` for sidecar traffic).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    /// Calls from the canary of any other service of this release (source-label chaining).
+    ///
+    /// The host expands it when it renders, into one `sourceLabels` block per such caller (its
+    /// app label and canary version, as [`crate::stages::chain_matches`] lists them), each
+    /// keeping this block's other conditions. A policy answers one block per service instead of
+    /// one per caller, so a chained stage stays linear in the number of services; the rendered
+    /// VirtualServices still name every caller, as Istio needs. Cannot be combined with
+    /// `sourceLabels`. A rule whose matches expand to no caller (a one-service release) is left
+    /// out of the rendered routes: it could match no request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary_callers: bool,
+}
+
+impl Match {
+    /// The match of calls from the canary of any other service of the release
+    /// ([`Match::canary_callers`](#structfield.canary_callers)).
+    pub fn from_canary_callers() -> Match {
+        Match {
+            canary_callers: true,
+            ..Match::default()
+        }
+    }
 }
 
 /// How a string is compared (Istio `StringMatch`).

@@ -151,6 +151,7 @@ fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
         && m.uri.is_none()
         && m.source_labels.is_empty()
         && m.gateways.is_empty()
+        && !m.canary_callers
     {
         return Err(refuse(
             path.to_string(),
@@ -165,6 +166,13 @@ fn validate_match(path: &str, m: &Match) -> Result<(), DecisionError> {
     }
     if let Some(uri) = &m.uri {
         validate_string_match(&format!("{path}.uri"), uri)?;
+    }
+    if m.canary_callers && !m.source_labels.is_empty() {
+        return Err(refuse(
+            format!("{path}.sourceLabels"),
+            format!("{} label(s)", m.source_labels.len()),
+            "canaryCallers already selects the callers by their labels; drop sourceLabels or canaryCallers",
+        ));
     }
     for (key, value) in &m.source_labels {
         if key.is_empty() || value.len() > rules::MAX_LABEL_VALUE_LEN {
@@ -262,6 +270,8 @@ mod tests {
                      {"to":[{"subset":"stable","weight":90},{"subset":"canary","weight":10}]}]"#;
         check(&stage(app, STABLE)).unwrap();
         check(r#"{"action":"hold","reason":"wait"}"#).unwrap();
+        let chained = r#"[{"match":[{"canaryCallers":true}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#;
+        check(&stage(STABLE, chained)).unwrap();
     }
 
     #[test]
@@ -311,6 +321,10 @@ mod tests {
             (
                 stage(r#"[{"match":[{"gateways":["bad/gw/x"]}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#, STABLE),
                 "stage.routes.voting-app[0].match[0].gateways[0] = \"bad/gw/x\"",
+            ),
+            (
+                stage(STABLE, r#"[{"match":[{"canaryCallers":true,"sourceLabels":{"app":"voting-app"}}],"to":[{"subset":"canary"}]},{"to":[{"subset":"stable"}]}]"#),
+                "stage.routes.voting-storage[0].match[0].sourceLabels = 1 label(s): canaryCallers already selects the callers by their labels; drop sourceLabels or canaryCallers",
             ),
         ];
         for (json, expected) in cases {

@@ -68,6 +68,13 @@ pub enum RenderError {
         /// Field path.
         field: String,
     },
+    /// A match block asks for the release's canary callers and names source labels too, which
+    /// would leave it unclear whose labels apply.
+    #[error("{field}: canaryCallers selects the callers by their own labels and cannot be combined with sourceLabels")]
+    CallersWithSourceLabels {
+        /// Field path of the match block.
+        field: String,
+    },
     /// A value Istio would refuse (regex, header name, weight, gateway reference).
     #[error("{field}: {source}")]
     Invalid {

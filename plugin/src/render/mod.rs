@@ -23,7 +23,7 @@ mod tests;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use policy_sdk::rules;
+use policy_sdk::{rules, stages};
 use policy_sdk::{Destination as Intent, Match, ReleaseInfo, Role, Rule, ServiceInfo, Stage};
 
 use crate::istio::{
@@ -289,6 +289,8 @@ fn virtual_service(
     }
     let mut names = BTreeSet::new();
     let mut http = Vec::with_capacity(routes.len());
+    // The expansion of `canaryCallers` for this service, built the first time a rule asks.
+    let mut callers: Option<Vec<Match>> = None;
     for (index, rule) in routes.iter().enumerate() {
         let at = |field: &str| format!("routes.{svc}[{index}]{field}");
         if rule.matches.is_empty() && index + 1 < routes.len() {
@@ -304,9 +306,27 @@ fn virtual_service(
         }
         let mut matches = Vec::with_capacity(rule.matches.len());
         for (m, block) in rule.matches.iter().enumerate() {
-            matches.push(match_block(block, checked, &|f| {
-                at(&format!(".match[{m}]{f}"))
-            })?);
+            let at = |f: &str| at(&format!(".match[{m}]{f}"));
+            let rendered = match_block(block, checked, &at)?;
+            if !block.canary_callers {
+                matches.push(rendered);
+                continue;
+            }
+            if !block.source_labels.is_empty() {
+                return Err(RenderError::CallersWithSourceLabels { field: at("") });
+            }
+            // One block per calling release service, each with this block's other conditions.
+            let callers = callers.get_or_insert_with(|| stages::chain_matches(release, service));
+            matches.extend(callers.iter().map(|caller| HttpMatchRequest {
+                source_labels: caller.source_labels.clone(),
+                ..rendered.clone()
+            }));
+        }
+        if matches.is_empty() && !rule.matches.is_empty() {
+            // Only caller matches, and the release has no caller to name (one service, or
+            // callers whose canary labels cannot be told from stable): the rule matches no
+            // request. Rendering it without matches would send every request to it instead.
+            continue;
         }
         let route = destinations(service, rule, opts, &at)?;
         let name = unique_name(&mut names, rule_name(rule));
@@ -447,7 +467,7 @@ fn rule_name(rule: &Rule) -> String {
         "tester-cookie".to_string()
     } else if !block.headers.is_empty() {
         "tester-header".to_string()
-    } else if !block.source_labels.is_empty() {
+    } else if block.canary_callers || !block.source_labels.is_empty() {
         "canary-callers".to_string()
     } else if block.uri.is_some() {
         "uri".to_string()

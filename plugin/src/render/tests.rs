@@ -741,3 +741,125 @@ fn chaining_matches_each_caller_so_unrelated_v2_workloads_stay_on_stable() {
     // db's own canary is not one of its callers.
     assert_eq!(route(&[("app", "db"), ("version", "v2")]), ["v1"]);
 }
+
+/// `canaryCallers` renders as one `sourceLabels` block per other release service, each keeping
+/// the block's other conditions, in spec order; the callee itself is not among its callers.
+#[test]
+fn canary_callers_expand_to_one_block_per_caller_keeping_other_conditions() {
+    let r = release(
+        "shop-v2",
+        "shop",
+        vec![
+            service("web", "v1", "v2", &["istio-system/gw"]),
+            service("cart", "v1", "v2", &[]),
+            service("db", "v1", "v2", &[]),
+        ],
+    );
+    let callers_with_header = Match {
+        canary_callers: true,
+        ..cookie(TESTER_COOKIE)
+    };
+    let s = stage(
+        "10%",
+        vec![
+            ("web", vec![weighted(90, 10)]),
+            ("cart", vec![weighted(90, 10)]),
+            (
+                "db",
+                vec![when(callers_with_header, Role::Canary), all(Role::Stable)],
+            ),
+        ],
+    );
+    let rendered = render(&r, &s, &RenderOptions::default()).unwrap();
+    let db = rendered
+        .objects()
+        .iter()
+        .find_map(|o| match o {
+            IstioObject::VirtualService(vs) if vs.metadata.name == "db" => Some(vs.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let first = &db.spec.http[0];
+    assert_eq!(first.name.as_deref(), Some("tester-cookie"));
+    let blocks: Vec<(Vec<(String, String)>, Vec<String>)> = first
+        .matches
+        .iter()
+        .map(|m| {
+            (
+                m.source_labels.clone().into_iter().collect(),
+                m.headers.keys().cloned().collect(),
+            )
+        })
+        .collect();
+    let labels = |app: &str| {
+        vec![
+            ("app".to_string(), app.to_string()),
+            ("version".to_string(), "v2".to_string()),
+        ]
+    };
+    assert_eq!(
+        blocks,
+        [
+            (labels("web"), vec!["cookie".to_string()]),
+            (labels("cart"), vec!["cookie".to_string()]),
+        ]
+    );
+}
+
+/// In a one-service release there is no caller to name: the caller rule is left out rather
+/// than rendered without matches, which would send every request to the canary.
+#[test]
+fn canary_callers_with_no_caller_leave_the_rule_out() {
+    let r = release("solo", "solo", vec![service("api", "v1", "v2", &[])]);
+    let s = stage(
+        "10%",
+        vec![(
+            "api",
+            vec![
+                when(Match::from_canary_callers(), Role::Canary),
+                all(Role::Stable),
+            ],
+        )],
+    );
+    let rendered = render(&r, &s, &RenderOptions::default()).unwrap();
+    let http: Vec<(Option<String>, usize)> = rendered
+        .objects()
+        .iter()
+        .filter_map(|o| match o {
+            IstioObject::VirtualService(vs) => Some(&vs.spec.http),
+            _ => None,
+        })
+        .flatten()
+        .map(|route| (route.name.clone(), route.matches.len()))
+        .collect();
+    assert_eq!(http, [(Some("all-stable".to_string()), 0)]);
+}
+
+#[test]
+fn canary_callers_cannot_be_combined_with_source_labels() {
+    let r = release(
+        "shop-v2",
+        "shop",
+        vec![
+            service("web", "v1", "v2", &[]),
+            service("db", "v1", "v2", &[]),
+        ],
+    );
+    let both = Match {
+        canary_callers: true,
+        ..source(&[("app", "web")])
+    };
+    let s = stage(
+        "10%",
+        vec![
+            ("web", vec![all(Role::Stable)]),
+            ("db", vec![when(both, Role::Canary), all(Role::Stable)]),
+        ],
+    );
+    assert_eq!(
+        render(&r, &s, &RenderOptions::default())
+            .unwrap_err()
+            .to_string(),
+        "routes.db[0].match[0]: canaryCallers selects the callers by their own labels and cannot be combined with sourceLabels"
+    );
+}

@@ -175,6 +175,9 @@ pub fn describe_match_text(m: &Match) -> String {
             .join(",");
         parts.push(format!("caller {labels}"));
     }
+    if m.canary_callers {
+        parts.push("caller is another service's canary".to_string());
+    }
     if !m.gateways.is_empty() {
         parts.push(format!("via {}", m.gateways.join("|")));
     }
