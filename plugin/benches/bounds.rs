@@ -5,7 +5,7 @@
 //!
 //! The inputs are the shapes of issue 17 item 5, scaled so that the unbounded path finishes in
 //! seconds: nesting grows quadratically (200 KB took ~50 s), so 40 KB is used; 13,000 services
-//! is the 10 MB / 131,072-service spec at a tenth. A spec at the 1 MiB limit (256 services,
+//! is the 10 MB / 131,072-service spec at a tenth. A spec at the 1 MiB limit (1,000 services,
 //! the rest comments) shows what any accepted spec costs: parse, validate and render.
 #![allow(missing_docs)]
 

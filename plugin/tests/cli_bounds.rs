@@ -142,12 +142,12 @@ fn nesting_deeper_than_the_limit_is_refused_with_its_place() {
 #[test]
 fn more_services_than_the_limit_is_one_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "spec.yaml", &spec_with_services(300));
+    let spec = write(dir.path(), "spec.yaml", &spec_with_services(1_001));
     canary(["render", "-f", spec.to_str().unwrap()])
         .code(1)
         .stderr_is(
-            "error: invalid release spec (1 problem):\n  spec.services: 300 services is over the \
-             limit of 256 services in one release",
+            "error: invalid release spec (1 problem):\n  spec.services: 1,001 services is over \
+             the limit of 1,000 services in one release",
         );
 }
 

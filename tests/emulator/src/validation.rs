@@ -66,6 +66,10 @@ pub struct Validated {
 
 type Cause = (String, &'static str, String);
 
+/// The most bytes of data a ConfigMap or Secret may hold (kube-apiserver's `MaxSecretSize`,
+/// which also bounds ConfigMaps: 1 MiB).
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 fn required(causes: &mut Vec<Cause>, field: &str) {
     causes.push((
         field.to_string(),
@@ -150,14 +154,28 @@ pub fn validate(
             }
         }
         ("", "ConfigMap") | ("", "Secret") => {
+            let mut total = 0;
             for (k, v) in object["data"].as_object().into_iter().flatten() {
-                if !v.is_string() {
-                    causes.push((
+                match v.as_str() {
+                    Some(text) => total += text.len(),
+                    None => causes.push((
                         format!("data[{k}]"),
                         "FieldValueInvalid",
                         "Invalid value: must be a string".into(),
-                    ));
+                    )),
                 }
+            }
+            for v in object["binaryData"].as_object().into_iter().flatten() {
+                // base64 on the wire: the stored bytes are three quarters of the text.
+                total += v.1.as_str().map_or(0, |b64| b64.len() / 4 * 3);
+            }
+            if total > MAX_CONFIG_BYTES {
+                // kube-apiserver names the whole object (`[]`), as `field.TooLong` on the root.
+                causes.push((
+                    "[]".into(),
+                    "FieldValueTooLong",
+                    format!("Too long: must have at most {MAX_CONFIG_BYTES} bytes"),
+                ));
             }
         }
         _ => {}

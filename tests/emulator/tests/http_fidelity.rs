@@ -259,3 +259,36 @@ fn serve_help_describes_every_flag() {
     }
     assert!(out.stderr.is_empty());
 }
+
+#[tokio::test]
+async fn a_config_map_over_one_mebibyte_is_refused_as_the_api_server_does() {
+    let emu = Emulator::start(Options::default()).await.expect("start");
+    let client = client(&emu).await;
+    let json = [("content-type", "application/json")];
+    let body = |name: &str, bytes: usize| {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"a": "x".repeat(bytes - 1), "b": "y"},
+        }))
+        .unwrap()
+    };
+    let (code, reply, _) = send(&client, "POST", CONFIGMAPS, &json, &body("big", 1 << 20)).await;
+    assert_eq!(code, 201, "exactly 1 MiB of data fits: {reply}");
+    let (code, reply, _) = send(
+        &client,
+        "POST",
+        CONFIGMAPS,
+        &json,
+        &body("bigger", (1 << 20) + 1),
+    )
+    .await;
+    assert_eq!(code, 422, "{reply}");
+    assert_eq!(
+        status(&reply),
+        (
+            Some("Invalid"),
+            Some("ConfigMap \"bigger\" is invalid: []: Too long: must have at most 1048576 bytes")
+        )
+    );
+    emu.shutdown().await;
+}
