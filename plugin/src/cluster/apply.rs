@@ -102,7 +102,7 @@ impl Applier {
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         let key = (kind.to_string(), name.to_string());
-                        let mut fenced = object.clone();
+                        let mut fenced = Value::clone(object);
                         let rv = written.get(&key).map(String::as_str).or_else(|| {
                             live.get(kind, name)
                                 .and_then(|o| meta_str(o, "resourceVersion"))
@@ -113,7 +113,7 @@ impl Applier {
                         ) {
                             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
                         }
-                        self.apply(&fenced).await.map(|stored| {
+                        self.apply_owned(fenced).await.map(|stored| {
                             if let Some(rv) = meta_str(&stored, "resourceVersion") {
                                 written.insert(key, rv.to_string());
                             }
@@ -156,7 +156,12 @@ impl Applier {
     /// for namespaced kinds, metadata.namespace — the cluster's namespace when absent).
     /// Returns the object as the server stored it.
     pub async fn apply(&self, object: &Value) -> Result<Value, ClusterError> {
-        let (kind, namespace, name) = self.identify(object)?;
+        self.apply_owned(object.clone()).await
+    }
+
+    /// [`Applier::apply`] of an object the caller no longer needs (no copy is made).
+    async fn apply_owned(&self, mut body: Value) -> Result<Value, ClusterError> {
+        let (kind, namespace, name) = self.identify(&body)?;
         let target = Target::new(kind.kind, &namespace, &name);
         let api: Api<DynamicObject> = Api::namespaced_with(
             self.cluster.client.clone(),
@@ -170,7 +175,6 @@ impl Applier {
         if self.options.server_dry_run {
             params = params.dry_run();
         }
-        let mut body = object.clone();
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("namespace".into(), Value::String(namespace.clone()));
         }

@@ -15,6 +15,7 @@
 //! exactly what is still missing, and an up-to-date release costs no writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -111,8 +112,9 @@ pub fn stamp(object: &mut Value, generation: u64) {
 /// One write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Server-side apply this object.
-    Apply(Value),
+    /// Server-side apply this object. Shared, not copied, by the plan, the applied list and
+    /// the command's outcome: a large release's objects are most of a command's memory.
+    Apply(Arc<Value>),
     /// Delete this object.
     Delete {
         /// Its kind.
@@ -179,7 +181,7 @@ pub fn plan_batches(
         .deployments
         .iter()
         .filter_map(|(name, want)| match live.deployments.get(name) {
-            None => Some(Op::Apply(want.clone())),
+            None => Some(Op::Apply(Arc::new(want.clone()))),
             Some(have) if stamp_of(want) != 0 && stamp_of(have) != stamp_of(want) => {
                 Some(Op::Claim {
                     kind: resources::DEPLOYMENT,
@@ -195,24 +197,25 @@ pub fn plan_batches(
     for (name, want) in &desired.destination_rules {
         let have = live.destination_rules.get(name);
         let bridge = with_union_subsets(have, want);
+        let last = differs(Some(&bridge), want);
         if differs(have, &bridge) {
-            bridges.push(Op::Apply(bridge.clone()));
+            bridges.push(Op::Apply(Arc::new(bridge)));
         }
-        if differs(Some(&bridge), want) {
-            final_rules.push(Op::Apply(want.clone()));
+        if last {
+            final_rules.push(Op::Apply(Arc::new(want.clone())));
         }
     }
     let routes = desired
         .virtual_services
         .iter()
         .filter(|(name, want)| differs(live.virtual_services.get(*name), want))
-        .map(|(_, want)| Op::Apply(want.clone()))
+        .map(|(_, want)| Op::Apply(Arc::new(want.clone())))
         .collect();
     let peer = desired
         .peer_authentications
         .iter()
         .filter(|(name, want)| differs(live.peer_authentications.get(*name), want))
-        .map(|(_, want)| Op::Apply(want.clone()))
+        .map(|(_, want)| Op::Apply(Arc::new(want.clone())))
         .collect();
     let deletes = delete_deployments
         .iter()
@@ -341,7 +344,7 @@ pub fn simulate(set: &mut ObjectSet, ops: &[Op]) {
     for op in ops {
         match op {
             Op::Apply(obj) => {
-                let (one, _) = ObjectSet::from_objects([obj.clone()]);
+                let (one, _) = ObjectSet::from_objects([Value::clone(obj)]);
                 set.deployments.extend(one.deployments);
                 set.destination_rules.extend(one.destination_rules);
                 set.virtual_services.extend(one.virtual_services);

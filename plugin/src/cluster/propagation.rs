@@ -477,6 +477,18 @@ impl Propagation {
     }
 }
 
+/// `object` without what waiting for it never reads: its spec and managed fields.
+fn skeleton(object: Value) -> Value {
+    let Value::Object(mut fields) = object else {
+        return object;
+    };
+    fields.retain(|key, _| matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status"));
+    if let Some(Value::Object(meta)) = fields.get_mut("metadata") {
+        meta.remove("managedFields");
+    }
+    Value::Object(fields)
+}
+
 fn text_of(v: &Value, pointer: &str) -> String {
     v.pointer(pointer)
         .and_then(Value::as_str)
@@ -544,7 +556,13 @@ impl Gate<'_> {
     }
 
     /// `object` was written; the server returned it as `stored`.
+    ///
+    /// Only what a wait reads is kept (identity, generation, status): a batch can be every
+    /// VirtualService of a large release, and their specs are most of a command's memory.
     pub fn applied(&mut self, stored: Value) {
+        if !self.propagation.enabled() {
+            return;
+        }
         let group = stored
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -552,7 +570,7 @@ impl Gate<'_> {
             .map(|(g, _)| g.to_string())
             .unwrap_or_default();
         if TRACKED_GROUPS.contains(&group.as_str()) {
-            self.pending.push(stored);
+            self.pending.push(skeleton(stored));
         }
     }
 

@@ -623,12 +623,13 @@ impl Engine {
         record_rv: &str,
         mut live: ObjectSet,
     ) -> Result<Vec<Op>, EngineError> {
-        let want = desired_objects(record)?;
         let delete = deployments_to_delete(record);
         let mut done = Vec::new();
         for _ in 0..APPLY_ATTEMPTS {
             check_stamps(record, &live)?;
-            let batches = order::plan_batches(&live, &want, &delete);
+            // Rendered again on a retry rather than kept: the plan holds what it writes, and a
+            // second copy of every object of a large release is most of a command's memory.
+            let batches = order::plan_batches(&live, &desired_objects(record)?, &delete);
             if self.mode == Mode::Preview {
                 return Ok(batches.into_iter().flatten().collect());
             }

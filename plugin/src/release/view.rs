@@ -2,7 +2,8 @@
 //! in the cluster, built here from the record, the live objects and the pods; `ui::tree` draws
 //! it and knows nothing of records or clusters.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use policy_sdk::{Phase, Role, Rule};
 use serde_json::Value;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use super::desired::{deployments_to_delete, desired_objects};
 use super::record::ReleaseRecord;
 use crate::cluster::order::{differs, ObjectSet};
-use crate::lint::inventory::{map_at, selects};
+use crate::lint::inventory::map_at;
 
 /// Everything the tree shows about a release.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +80,7 @@ pub struct DecisionView {
 /// namespace's Pods).
 pub fn release_view(record: &ReleaseRecord, live: &ObjectSet, pods: &[Value]) -> ReleaseView {
     let info = record.spec.release_info();
+    let pod_counts = PodCounts::new(pods);
     let services = info
         .services
         .iter()
@@ -102,7 +104,7 @@ pub fn release_view(record: &ReleaseRecord, live: &ObjectSet, pods: &[Value]) ->
                         Role::Stable => &svc.stable,
                         Role::Canary => &svc.canary,
                     };
-                    let (ready, total) = pod_counts(pods, &version.labels);
+                    let (ready, total) = pod_counts.of(&version.labels);
                     SubsetView {
                         role: *role,
                         subset: version.subset.clone(),
@@ -314,17 +316,46 @@ pub fn share(rule: &Rule, role: Role) -> f64 {
         / total
 }
 
-/// (ready, total) pods carrying every label in `labels`.
-fn pod_counts(pods: &[Value], labels: &BTreeMap<String, String>) -> (u32, u32) {
-    let selected: Vec<&Value> = pods
-        .iter()
-        .filter(|p| selects(labels, &map_at(p, "/metadata/labels")))
-        .collect();
-    let ready = selected.iter().filter(|p| pod_ready(p)).count();
-    (
-        u32::try_from(ready).unwrap_or(u32::MAX),
-        u32::try_from(selected.len()).unwrap_or(u32::MAX),
-    )
+/// (ready, total) pods carrying every label of a selector, for many selectors.
+///
+/// The pods are counted once per distinct set of selector keys (a release's selectors all
+/// use its app and version labels) into a table by those keys' values, rather than scanned once
+/// per selector: `get` on a release of a thousand services and two thousand pods would
+/// otherwise compare millions of label sets.
+struct PodCounts<'a> {
+    pods: &'a [Value],
+    /// Selector keys → their values on a pod → (ready, total).
+    tables: RefCell<HashMap<Vec<String>, HashMap<Vec<String>, (u32, u32)>>>,
+}
+
+impl<'a> PodCounts<'a> {
+    fn new(pods: &'a [Value]) -> Self {
+        PodCounts {
+            pods,
+            tables: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// (ready, total) pods carrying every label in `labels`.
+    fn of(&self, labels: &BTreeMap<String, String>) -> (u32, u32) {
+        let keys: Vec<String> = labels.keys().cloned().collect();
+        let values: Vec<String> = labels.values().cloned().collect();
+        let mut tables = self.tables.borrow_mut();
+        let table = tables.entry(keys).or_insert_with_key(|keys| {
+            let mut table: HashMap<Vec<String>, (u32, u32)> = HashMap::new();
+            for pod in self.pods {
+                let have = map_at(pod, "/metadata/labels");
+                let Some(values) = keys.iter().map(|k| have.get(k).cloned()).collect() else {
+                    continue;
+                };
+                let counts = table.entry(values).or_default();
+                counts.0 = counts.0.saturating_add(u32::from(pod_ready(pod)));
+                counts.1 = counts.1.saturating_add(1);
+            }
+            table
+        });
+        table.get(&values).copied().unwrap_or_default()
+    }
 }
 
 /// A pod is ready when its `Ready` condition is `True`.
