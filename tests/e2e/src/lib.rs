@@ -355,6 +355,35 @@ impl TestCluster {
         spec
     }
 
+    /// A chained release `mesh-v2` of `services` services `svc0..` (v1 → v2, the first the
+    /// entry, the seed tutorials' ramp) in namespace `mesh`, written to `dir/mesh.yaml`, with
+    /// the Services and Deployments it expects created.
+    pub fn chained_mesh(&self, dir: &Path, services: usize) -> PathBuf {
+        let mut text = String::from(
+            "apiVersion: canary.kubectl.dev/v1alpha1\nkind: Release\nmetadata: {name: mesh-v2, namespace: mesh}\nspec:\n  services:\n",
+        );
+        for i in 0..services {
+            let entry = if i == 0 { "entry: true, " } else { "" };
+            text.push_str(&format!(
+                "  - {{name: svc{i}, {entry}stable: {{version: v1}}, canary: {{version: v2}}}}\n"
+            ));
+        }
+        text.push_str(
+            "  policy:\n    module: builtin:progressive\n    config: {chain: true, steps: [10, 50, 100]}\n",
+        );
+        let path = dir.join("mesh.yaml");
+        std::fs::write(&path, text).expect("write the spec");
+        let spec = kubectl_canary::spec::load_file(&path).expect("the spec is valid");
+        let workloads: Vec<String> = kubectl_canary::demo::workloads::workloads_for(&spec)
+            .iter()
+            .map(|o| serde_json::to_string(o).expect("JSON"))
+            .collect();
+        self.emulator
+            .apply_yaml(&workloads.join("\n---\n"))
+            .expect("create the workloads");
+        path
+    }
+
     /// `kubectl canary <args>` (blocking; call from a multi-threaded runtime).
     pub fn canary<I, S>(&self, args: I) -> Run
     where
