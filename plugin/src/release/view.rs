@@ -324,9 +324,12 @@ pub fn share(rule: &Rule, role: Role) -> f64 {
 /// otherwise compare millions of label sets.
 struct PodCounts<'a> {
     pods: &'a [Value],
-    /// Selector keys → their values on a pod → (ready, total).
-    tables: RefCell<HashMap<Vec<String>, HashMap<Vec<String>, (u32, u32)>>>,
+    /// One table per distinct set of selector keys.
+    tables: RefCell<HashMap<Vec<String>, CountsByValues>>,
 }
+
+/// The values a pod has for a set of selector keys → (ready, total) pods with those values.
+type CountsByValues = HashMap<Vec<String>, (u32, u32)>;
 
 impl<'a> PodCounts<'a> {
     fn new(pods: &'a [Value]) -> Self {
@@ -342,7 +345,7 @@ impl<'a> PodCounts<'a> {
         let values: Vec<String> = labels.values().cloned().collect();
         let mut tables = self.tables.borrow_mut();
         let table = tables.entry(keys).or_insert_with_key(|keys| {
-            let mut table: HashMap<Vec<String>, (u32, u32)> = HashMap::new();
+            let mut table = CountsByValues::new();
             for pod in self.pods {
                 let have = map_at(pod, "/metadata/labels");
                 let Some(values) = keys.iter().map(|k| have.get(k).cloned()).collect() else {

@@ -781,27 +781,25 @@ fn canary_callers_expand_to_one_block_per_caller_keeping_other_conditions() {
         .unwrap();
     let first = &db.spec.http[0];
     assert_eq!(first.name.as_deref(), Some("tester-cookie"));
-    let blocks: Vec<(Vec<(String, String)>, Vec<String>)> = first
+    // Each block as `sourceLabels | header names`.
+    let blocks: Vec<String> = first
         .matches
         .iter()
         .map(|m| {
-            (
-                m.source_labels.clone().into_iter().collect(),
-                m.headers.keys().cloned().collect(),
-            )
+            let labels: Vec<String> = m
+                .source_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let headers: Vec<&str> = m.headers.keys().map(String::as_str).collect();
+            format!("{} | {}", labels.join(","), headers.join(","))
         })
         .collect();
-    let labels = |app: &str| {
-        vec![
-            ("app".to_string(), app.to_string()),
-            ("version".to_string(), "v2".to_string()),
-        ]
-    };
     assert_eq!(
         blocks,
         [
-            (labels("web"), vec!["cookie".to_string()]),
-            (labels("cart"), vec!["cookie".to_string()]),
+            "app=web,version=v2 | cookie",
+            "app=cart,version=v2 | cookie"
         ]
     );
 }

@@ -535,14 +535,17 @@ async fn all_namespaces_drives_releases_in_every_namespace() {
             },
         );
         assert_eq!(stage_changes(&c, ns, release), [0, 1, 2]);
+        // The runner logs a decision after its record write, so the line may trail the record.
         let prefix = format!("runner all: release {ns}/{release} complete → stage 2 (");
-        assert!(
-            runner
-                .output()
-                .lines()
-                .any(|l| l.starts_with(&prefix) && l.contains("), Promoted: ")),
-            "{}",
-            runner.output()
+        wait_for(
+            &format!("the runner's line for {ns}/{release}'s completion"),
+            || {
+                runner
+                    .output()
+                    .lines()
+                    .any(|l| l.starts_with(&prefix) && l.contains("), Promoted: "))
+            },
+            || runner.output(),
         );
     }
     assert_eq!(record_in(&c, "pay", "cart-v2")["stage"]["index"], 0);
