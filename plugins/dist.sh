@@ -81,8 +81,9 @@ cp "$root/LICENSE" "$root/README.md" "$stage/"
 chmod 0755 "$stage/$name"
 chmod 0644 "$stage/LICENSE" "$stage/README.md"
 # GNU format: no pax headers (which would carry atime and the pid). `gzip -n`: no name or time.
+# --sort=name orders what tar finds in directories; the files named here are in byte order.
 (cd "$stage" && tar --format=gnu --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
-    -cf - "$name" LICENSE README.md) | gzip -n >"$stage/$archive"
+    -cf - LICENSE README.md "$name") | gzip -n >"$stage/$archive"
 mv "$stage/$archive" "$outdir/$archive"
 (cd "$outdir" && sha256sum "$archive" >"$archive.sha256")
 
