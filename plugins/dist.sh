@@ -15,7 +15,8 @@
 #
 # os/arch are krew's (and Go's) words: linux/amd64, darwin/arm64. Archives are reproducible: the
 # same binary gives the same bytes (sorted entries, mtime 0, owner 0:0, fixed modes, gzip -n).
-# Errors are one line starting `error: ` and exit 1 (2: usage).
+# Needs GNU tar (for --sort; `gtar` on macOS, set TAR=gtar) and sha256sum or shasum. Errors are
+# one line starting `error: ` and exit 1 (2: usage).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +30,11 @@ usage() {
 fail() {
     echo "error: $*" >&2
     exit 1
+}
+tar=${TAR:-tar}
+# `sha256sum` output (`<hex>  <file>`), with macOS's shasum where coreutils is missing.
+sha256() {
+    if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi
 }
 
 [ $# -ge 1 ] || usage
@@ -82,10 +88,10 @@ chmod 0755 "$stage/$name"
 chmod 0644 "$stage/LICENSE" "$stage/README.md"
 # GNU format: no pax headers (which would carry atime and the pid). `gzip -n`: no name or time.
 # --sort=name orders what tar finds in directories; the files named here are in byte order.
-(cd "$stage" && tar --format=gnu --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+(cd "$stage" && "$tar" --format=gnu --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
     -cf - LICENSE README.md "$name") | gzip -n >"$stage/$archive"
 mv "$stage/$archive" "$outdir/$archive"
-(cd "$outdir" && sha256sum "$archive" >"$archive.sha256")
+(cd "$outdir" && sha256 "$archive" >"$archive.sha256")
 
 # "os arch sha256" for every archive of this version in OUTDIR.
 found=$stage/archives
@@ -94,7 +100,7 @@ for path in "$outdir/${name}_${version}_"*_*.tar.gz; do
     [ -f "$path" ] || continue
     platform=${path##*/${name}_${version}_}
     platform=${platform%.tar.gz}
-    sha256=$(sha256sum "$path" | cut -d' ' -f1)
+    sha256=$(sha256 "$path" | cut -d' ' -f1)
     echo "${platform%%_*} ${platform#*_} $sha256" >>"$found"
 done
 

@@ -200,6 +200,7 @@ fn check_private(path: &Path) -> std::io::Result<Result<(), CacheRefusal>> {
 }
 
 /// [`check_private`]'s rule, given a directory's owner and mode and this process's uid.
+#[cfg(unix)]
 fn judge(path: &Path, owner: u32, mode: u32, user: u32) -> Result<(), CacheRefusal> {
     if owner != user && owner != 0 {
         return Err(CacheRefusal::Owner {
