@@ -15,6 +15,7 @@
 pub mod bounds;
 pub mod cli;
 pub mod cluster;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;
 pub mod istio;

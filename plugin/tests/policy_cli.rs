@@ -67,6 +67,31 @@ fn inspect_json_has_the_contract() {
     assert!(exports.contains(&"canary_decide"), "{exports:?}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_cache_other_users_can_write_is_refused_with_one_warning() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = canary(&["policy", "inspect", "builtin:progressive"], cache.path());
+    assert_eq!(out.code, Some(0), "{}", stderr(&out));
+    let dir = cache.path().display();
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "warning: policy cache {dir}: bad permissions: mode 0777 lets group or others write \
+             it (chmod 700 {dir} to use it); compiling policies without the cache\n"
+        )
+    );
+    assert!(stdout(&out).contains("progressive"), "{}", stdout(&out));
+    // Nothing was written to (or read from) the refused directory.
+    let entries = std::fs::read_dir(cache.path().join("modules"))
+        .unwrap()
+        .count();
+    assert_eq!(entries, 0);
+}
+
 #[test]
 fn inspect_of_a_wasi_module_names_the_import() {
     let cache = tempfile::tempdir().unwrap();

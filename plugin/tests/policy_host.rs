@@ -148,6 +148,40 @@ fn cache_hits_and_repairs_corrupt_entries() {
 }
 
 #[test]
+fn another_policys_entry_swapped_in_is_recompiled_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = PolicyHost::new(Some(dir.path().to_path_buf())).unwrap();
+    let progressive = ModuleRef::Builtin("progressive".into());
+    let business_hours = ModuleRef::Builtin("business-hours".into());
+    let sha256 = host.load(&progressive, None).unwrap().sha256().to_string();
+    let other = host
+        .load(&business_hours, None)
+        .unwrap()
+        .sha256()
+        .to_string();
+    let entry = |sha256: &str| {
+        std::fs::read_dir(dir.path().join("modules"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha256))
+            .expect("an entry of the module")
+    };
+    let (ours, theirs) = (entry(&sha256), entry(&other));
+    let compiled = std::fs::read(&ours).unwrap();
+    // A valid entry of the same engine, of another module, under progressive's name.
+    std::fs::copy(&theirs, &ours).unwrap();
+
+    let loaded = host.load(&progressive, None).unwrap();
+    assert_eq!(loaded.cache_status(), CacheStatus::Repaired);
+    // What runs is progressive: the entry was rewritten from its own bytes.
+    assert_eq!(std::fs::read(&ours).unwrap(), compiled);
+    assert_eq!(
+        host.load(&progressive, None).unwrap().cache_status(),
+        CacheStatus::Hit
+    );
+}
+
+#[test]
 fn racing_loads_share_one_cache_entry() {
     let dir = tempfile::tempdir().unwrap();
     let threads: Vec<_> = (0..4)

@@ -1,14 +1,12 @@
 //! `kubectl canary demo`: seed 000's voting app released stage by stage on an embedded
 //! emulated cluster, with the routing and simulated traffic after every stage.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::flags::CacheArgs;
 use super::GlobalArgs;
-use crate::demo::run::{self, DemoOptions};
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
@@ -37,8 +35,23 @@ pub struct DemoArgs {
     pub propagation_delay: std::time::Duration,
 }
 
+/// Run the demo: in a build without the `demo` feature, the one line that says so. The
+/// command stays (same flags, same help) so that scripts and completions do not change shape.
+#[cfg(not(feature = "demo"))]
+pub async fn run(_args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this kubectl-canary was built without the demo (cargo feature `demo`); \
+         use a default build to run it"
+    )
+}
+
 /// Run the demo.
+#[cfg(feature = "demo")]
 pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use crate::demo::run::{self, DemoOptions};
+
     let emulator = kube_emulator::Emulator::start(kube_emulator::Options {
         kubeconfig: args.write_kubeconfig.clone(),
         record_states: false,
@@ -90,4 +103,25 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     }
     emulator.shutdown().await;
     Ok(())
+}
+
+#[cfg(all(test, not(feature = "demo")))]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn a_build_without_the_demo_says_so_in_one_line() {
+        let cli = Cli::try_parse_from(["kubectl-canary", "demo", "--requests", "10"]).unwrap();
+        let Command::Demo(args) = cli.command else {
+            panic!("`demo` parses as another command")
+        };
+        let err = futures::executor::block_on(super::run(args, &cli.global)).unwrap_err();
+        assert_eq!(
+            format!("error: {err:#}"),
+            "error: this kubectl-canary was built without the demo (cargo feature `demo`); use a \
+             default build to run it"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::flags::CacheArgs;
 use super::OutputFormat;
-use crate::policy::{default_cache_dir, Limits, LoadedPolicy, ModuleRef, PolicyHost, BUILTINS};
+use crate::policy::{Limits, LoadedPolicy, ModuleRef, PolicyHost, BUILTINS};
 use crate::ui::table::Table;
 use crate::ui::text::{safe, Safe};
 
@@ -94,7 +94,7 @@ pub struct NewArgs {
 
 /// Run a `policy` subcommand.
 pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
-    let cache_dir = args.cache.cache_dir.or_else(default_cache_dir);
+    let cache_dir = args.cache.cache_dir;
     match args.command {
         PolicyCommand::List(list) => run_list(list, cache_dir),
         PolicyCommand::Inspect(inspect) => run_inspect(inspect, cache_dir),
@@ -108,7 +108,7 @@ fn load(host: &PolicyHost, module: &str) -> anyhow::Result<LoadedPolicy> {
 }
 
 fn run_list(args: ListArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let host = PolicyHost::new(cache_dir)?;
+    let host = super::policy_decider::host(cache_dir.as_deref())?;
     let mut rows = Vec::new();
     for builtin in BUILTINS {
         let policy = load(&host, &format!("builtin:{}", builtin.name))?;
@@ -154,7 +154,7 @@ fn describe(policy: &LoadedPolicy) -> Value {
 }
 
 fn run_inspect(args: InspectArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let host = PolicyHost::new(cache_dir)?;
+    let host = super::policy_decider::host(cache_dir.as_deref())?;
     let policy = load(&host, &args.module)?;
     let info = describe(&policy);
     let mut out = std::io::stdout().lock();
@@ -191,7 +191,7 @@ fn run_inspect(args: InspectArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<
 }
 
 fn run_test(args: TestArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let host = PolicyHost::new(cache_dir)?;
+    let host = super::policy_decider::host(cache_dir.as_deref())?;
     let policy = load(&host, &args.module)?;
     let cases = fixture_cases(&args.fixtures)?;
     if cases.is_empty() {

@@ -44,9 +44,22 @@ impl Decider for Unavailable {
     }
 }
 
-fn host(cache_dir: Option<&Path>) -> anyhow::Result<PolicyHost> {
+/// The policy host of every command, caching in `cache_dir` (else [`default_cache_dir`]).
+///
+/// A cache directory another user could write is refused with one warning on stderr (once per
+/// process, however many hosts it builds), and policies are compiled without it; it is not an
+/// error. That is what ssh does with a private key whose permissions are too open (it says so
+/// and goes on without the key), and what a platform engineer wants of an optimisation: a
+/// `step` or `abort` of a release in flight must not fail because of a cache's mode bits,
+/// while nothing from that directory is ever run.
+pub(super) fn host(cache_dir: Option<&Path>) -> anyhow::Result<PolicyHost> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     let dir = cache_dir.map(Path::to_path_buf).or_else(default_cache_dir);
-    Ok(PolicyHost::new(dir)?)
+    let host = PolicyHost::new(dir)?;
+    if let Some(refusal) = host.cache_refusal() {
+        WARNED.call_once(|| eprintln!("warning: {refusal}; compiling policies without the cache"));
+    }
+    Ok(host)
 }
 
 fn wrap(spec: &PolicySpec, policy: LoadedPolicy) -> Box<dyn Decider> {

@@ -37,7 +37,7 @@ use policy_sdk::{Decision, Input, ABI_VERSION};
 use serde_json::Value;
 use wasmtime::{Engine, InstancePre, Linker};
 
-pub use cache::{default_cache_dir, CacheStatus, CACHE_DIR_ENV};
+pub use cache::{default_cache_dir, CacheRefusal, CacheStatus, CACHE_DIR_ENV};
 pub use config::{ConfigProblem, CONFIG_PATH};
 pub use error::{Cause, PolicyError};
 pub use invoke::{LogLevel, LogLine};
@@ -66,7 +66,8 @@ impl std::fmt::Debug for PolicyHost {
 }
 
 impl PolicyHost {
-    /// A host caching precompiled modules under `cache_dir` (`None`: no cache).
+    /// A host caching precompiled modules under `cache_dir` (`None`: no cache), which is created
+    /// `0700` if missing and not used if another user could write it ([`PolicyHost::cache_refusal`]).
     /// See [`default_cache_dir`] for the usual choice.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<PolicyHost, PolicyError> {
         let fail = |cause| PolicyError::new("host", cause);
@@ -78,6 +79,13 @@ impl PolicyHost {
             linker,
             cache: cache::ModuleCache::new(cache_dir),
         })
+    }
+
+    /// Why the cache directory given to [`PolicyHost::new`] is not used, when it is not private
+    /// (another user could write it). The host then compiles every module; the caller decides
+    /// how to tell the user.
+    pub fn cache_refusal(&self) -> Option<&CacheRefusal> {
+        self.cache.refusal()
     }
 
     /// Loads a module, verifying the optional `sha256:` pin before anything is compiled or run.

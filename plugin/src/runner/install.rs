@@ -65,7 +65,9 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
                                  "--metrics-address", format!("0.0.0.0:{}", o.metrics_port)],
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "KUBECTL_CANARY_CACHE", "value": "/cache"},
+                            // A private directory below the emptyDir, which is world-writable (0777): the plugin
+                            // refuses a cache directory other users could write.
+                            {"name": "KUBECTL_CANARY_CACHE", "value": "/cache/kubectl-canary"},
                         ],
                         "ports": [{"name": "metrics", "containerPort": o.metrics_port}],
                         "livenessProbe": probe("/healthz"),

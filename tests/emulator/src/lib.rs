@@ -15,39 +15,68 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "server")]
 pub mod audit;
+#[cfg(feature = "server")]
 pub mod cluster;
+#[cfg(feature = "server")]
 pub mod controller;
 pub mod decode;
+#[cfg(feature = "server")]
 pub mod discovery;
+#[cfg(feature = "server")]
 mod emulator;
 pub mod error;
+#[cfg(feature = "server")]
 pub mod faults;
+#[cfg(feature = "server")]
 pub mod fields;
+#[cfg(feature = "server")]
 pub mod kubeconfig;
+#[cfg(feature = "server")]
 pub mod openapi_pb;
+#[cfg(feature = "server")]
 pub mod patch;
+#[cfg(feature = "server")]
 pub mod persist;
+#[cfg(feature = "server")]
 pub mod propagation;
+#[cfg(feature = "server")]
 pub mod protobuf;
+#[cfg(feature = "server")]
 pub mod rbac;
+#[cfg(feature = "server")]
 pub mod resources;
+#[cfg(feature = "server")]
 pub mod selector;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
 pub mod table;
 pub mod testing;
+#[cfg(feature = "server")]
 pub mod time;
+#[cfg(feature = "server")]
 pub mod tls;
+#[cfg(feature = "server")]
 pub mod validation;
+#[cfg(feature = "server")]
 pub mod wire;
 
+#[cfg(feature = "server")]
 pub use audit::{AuditLog, AuditRecord, Snapshot, Violation};
+#[cfg(feature = "server")]
 pub use cluster::{Cluster, ObjectRef};
+#[cfg(feature = "server")]
 pub use emulator::{Emulator, Error, Options};
 pub use error::ApiError;
+#[cfg(feature = "server")]
 pub use faults::{Fault, FaultAction, Faults, Gate};
+#[cfg(feature = "server")]
 pub use propagation::Propagation;
+#[cfg(feature = "server")]
 pub use resources::ResourceInfo;
 
+#[cfg(feature = "server")]
 pub mod schema;
 pub mod webhook;
