@@ -182,10 +182,7 @@ impl Applier {
             .patch(&name, &params, &Patch::Apply(&body))
             .await
             .map_err(|e| ClusterError::from_kube("apply", target.clone(), e))?;
-        serde_json::to_value(applied).map_err(|e| ClusterError::Corrupt {
-            target,
-            message: e.to_string(),
-        })
+        super::inventory::to_value(applied, &target)
     }
 
     /// Delete `kind` `name` in the cluster's namespace, cascading to dependents in the

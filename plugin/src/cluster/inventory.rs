@@ -135,9 +135,23 @@ pub async fn list_selected(
         .collect()
 }
 
-fn to_value(obj: DynamicObject, target: &Target) -> Result<Value, ClusterError> {
-    serde_json::to_value(obj).map_err(|e| ClusterError::Corrupt {
+/// `obj` as JSON. Its fields beside `apiVersion`, `kind` and `metadata` (the spec, the status)
+/// are moved, not serialised again: a list of large objects would otherwise be held twice.
+pub(crate) fn to_value(obj: DynamicObject, target: &Target) -> Result<Value, ClusterError> {
+    let corrupt = |message: String| ClusterError::Corrupt {
         target: target.clone(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let mut fields = match obj.data {
+        Value::Object(fields) => fields,
+        Value::Null => serde_json::Map::new(),
+        other => return Err(corrupt(format!("the object is {other}, not a mapping"))),
+    };
+    let metadata = serde_json::to_value(&obj.metadata).map_err(|e| corrupt(e.to_string()))?;
+    fields.insert("metadata".into(), metadata);
+    if let Some(types) = obj.types {
+        fields.insert("apiVersion".into(), Value::String(types.api_version));
+        fields.insert("kind".into(), Value::String(types.kind));
+    }
+    Ok(Value::Object(fields))
 }

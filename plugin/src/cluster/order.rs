@@ -159,7 +159,7 @@ impl Op {
 /// Deployments absent from `desired` but present in `live` are deleted only if
 /// `delete_deployments` lists them: the plugin never deletes what it was not asked to.
 pub fn plan(live: &ObjectSet, desired: &ObjectSet, delete_deployments: &[String]) -> Vec<Op> {
-    plan_batches(live, desired, delete_deployments)
+    plan_batches(live, desired.clone(), delete_deployments)
         .into_iter()
         .flatten()
         .collect()
@@ -168,25 +168,43 @@ pub fn plan(live: &ObjectSet, desired: &ObjectSet, delete_deployments: &[String]
 /// [`plan`]'s writes in batches: the writes of one batch do not depend on each other; each
 /// batch depends on the previous ones having taken effect (subsets before the routes that use
 /// them, routes away before subsets go). Empty batches are left out.
+///
+/// `desired` is taken, not borrowed: the objects to write move into the plan instead of being
+/// copied, as a large release's objects are most of a command's memory.
 pub fn plan_batches(
     live: &ObjectSet,
-    desired: &ObjectSet,
+    desired: ObjectSet,
     delete_deployments: &[String],
 ) -> Vec<Vec<Op>> {
+    let ObjectSet {
+        deployments: desired_deployments,
+        destination_rules,
+        virtual_services,
+        peer_authentications,
+    } = desired;
+    let deletes = delete_deployments
+        .iter()
+        .filter(|name| {
+            live.deployments.contains_key(*name) && !desired_deployments.contains_key(*name)
+        })
+        .map(|name| Op::Delete {
+            kind: resources::DEPLOYMENT,
+            name: name.clone(),
+        })
+        .collect();
     // Deployments are only ever created: once running, their spec is defaulted by the server
     // and owned by whoever scales or edits them, and the plugin must not fight that.
     // The ones the release relies on without owning them carry its generation stamp: those are
     // claimed (stamped) when present, so a stale delete of them fails (see [`Op::Claim`]).
-    let deployments = desired
-        .deployments
-        .iter()
-        .filter_map(|(name, want)| match live.deployments.get(name) {
-            None => Some(Op::Apply(Arc::new(want.clone()))),
-            Some(have) if stamp_of(want) != 0 && stamp_of(have) != stamp_of(want) => {
+    let deployments = desired_deployments
+        .into_iter()
+        .filter_map(|(name, want)| match live.deployments.get(&name) {
+            None => Some(Op::Apply(Arc::new(want))),
+            Some(have) if stamp_of(&want) != 0 && stamp_of(have) != stamp_of(&want) => {
                 Some(Op::Claim {
                     kind: resources::DEPLOYMENT,
-                    name: name.clone(),
-                    generation: stamp_of(want),
+                    name,
+                    generation: stamp_of(&want),
                 })
             }
             Some(_) => None,
@@ -194,39 +212,26 @@ pub fn plan_batches(
         .collect();
     let mut bridges = Vec::new();
     let mut final_rules = Vec::new();
-    for (name, want) in &desired.destination_rules {
-        let have = live.destination_rules.get(name);
-        let bridge = with_union_subsets(have, want);
-        let last = differs(Some(&bridge), want);
+    for (name, want) in destination_rules {
+        let have = live.destination_rules.get(&name);
+        let bridge = with_union_subsets(have, &want);
+        let last = differs(Some(&bridge), &want);
         if differs(have, &bridge) {
             bridges.push(Op::Apply(Arc::new(bridge)));
         }
         if last {
-            final_rules.push(Op::Apply(Arc::new(want.clone())));
+            final_rules.push(Op::Apply(Arc::new(want)));
         }
     }
-    let routes = desired
-        .virtual_services
-        .iter()
-        .filter(|(name, want)| differs(live.virtual_services.get(*name), want))
-        .map(|(_, want)| Op::Apply(Arc::new(want.clone())))
-        .collect();
-    let peer = desired
-        .peer_authentications
-        .iter()
-        .filter(|(name, want)| differs(live.peer_authentications.get(*name), want))
-        .map(|(_, want)| Op::Apply(Arc::new(want.clone())))
-        .collect();
-    let deletes = delete_deployments
-        .iter()
-        .filter(|name| {
-            live.deployments.contains_key(*name) && !desired.deployments.contains_key(*name)
-        })
-        .map(|name| Op::Delete {
-            kind: resources::DEPLOYMENT,
-            name: name.clone(),
-        })
-        .collect();
+    let changed = |live: &BTreeMap<String, Value>, desired: BTreeMap<String, Value>| -> Vec<Op> {
+        desired
+            .into_iter()
+            .filter(|(name, want)| differs(live.get(name), want))
+            .map(|(_, want)| Op::Apply(Arc::new(want)))
+            .collect()
+    };
+    let routes = changed(&live.virtual_services, virtual_services);
+    let peer = changed(&live.peer_authentications, peer_authentications);
     [deployments, bridges, routes, final_rules, peer, deletes]
         .into_iter()
         .filter(|batch: &Vec<Op>| !batch.is_empty())

@@ -44,8 +44,7 @@ pub fn desired_objects(record: &ReleaseRecord) -> Result<ObjectSet, RenderError>
     let opts = render_options(&record.spec, &record.roles);
     let rendered = render::render(&info, &record.stage, &opts)?;
     let objects = rendered
-        .to_values()
-        .into_iter()
+        .into_values()
         .map(|object| stamped(object, record.generation));
     let (mut set, _) = ObjectSet::from_objects(objects);
     set.deployments.extend(record.created_deployments.clone());

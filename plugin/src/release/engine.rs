@@ -545,8 +545,12 @@ impl Engine {
             resource_version,
         } = current;
         let live = live_objects(&self.cluster, &record).await?;
-        let want = desired_objects(&record)?;
-        let pending = !order::plan(&live, &want, &deployments_to_delete(&record)).is_empty();
+        let pending = !order::plan_batches(
+            &live,
+            desired_objects(&record)?,
+            &deployments_to_delete(&record),
+        )
+        .is_empty();
         if !pending {
             check_stamps(&record, &live)?;
             return Ok(Current {
@@ -629,7 +633,7 @@ impl Engine {
             check_stamps(record, &live)?;
             // Rendered again on a retry rather than kept: the plan holds what it writes, and a
             // second copy of every object of a large release is most of a command's memory.
-            let batches = order::plan_batches(&live, &desired_objects(record)?, &delete);
+            let batches = order::plan_batches(&live, desired_objects(record)?, &delete);
             if self.mode == Mode::Preview {
                 return Ok(batches.into_iter().flatten().collect());
             }

@@ -101,6 +101,12 @@ impl Rendered {
         self.objects.iter().map(IstioObject::to_value).collect()
     }
 
+    /// [`Rendered::to_values`], dropping each typed object once it is converted, so a large
+    /// release is not held twice.
+    pub fn into_values(self) -> impl Iterator<Item = serde_json::Value> {
+        self.objects.into_iter().map(|object| object.to_value())
+    }
+
     /// The DestinationRules, in service order.
     pub fn destination_rules(&self) -> impl Iterator<Item = &DestinationRule> {
         self.objects.iter().filter_map(|o| match o {
