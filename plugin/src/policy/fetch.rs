@@ -83,6 +83,12 @@ pub(crate) fn tls_failure(error: &(dyn StdError + 'static)) -> Option<String> {
                 return Some(tls.to_string());
             }
         }
+        // hyper-util keeps the connector's error as a `Box<dyn Error>`, which a chain walk cannot
+        // downcast through: rustls' certificate errors are then known by their text.
+        let text = current.to_string();
+        if text.starts_with("invalid peer certificate") || text.contains("HandshakeFailure") {
+            return Some(text);
+        }
         next = current.source();
     }
     None

@@ -45,8 +45,8 @@ pub use config::{ConfigProblem, CONFIG_PATH};
 pub use error::{Cause, PolicyError};
 pub use invoke::{LogLevel, LogLine};
 pub use limits::*;
-pub use oci::Credentials;
 pub use module::{Item, Metadata, METADATA_SECTION, VALIDATE_CONFIG_EXPORT};
+pub use oci::Credentials;
 pub use source::{sha256_hex, Builtin, ModuleRef, BUILTINS};
 pub use validate::{validate_decision, DecisionError};
 
@@ -125,8 +125,13 @@ impl PolicyHost {
     /// The module of an `oci://` reference, from the registry or the local store (for
     /// `policy pull`).
     pub fn pull(&self, reference: &str) -> Result<oci::Pulled, PolicyError> {
-        oci::pull(reference, None, &self.remote.store, &self.remote.credentials)
-            .map_err(|cause| PolicyError::new(reference, cause))
+        oci::pull(
+            reference,
+            None,
+            &self.remote.store,
+            &self.remote.credentials,
+        )
+        .map_err(|cause| PolicyError::new(reference, cause))
     }
 
     /// Registry credentials for `oci://` modules, instead of the docker config's.

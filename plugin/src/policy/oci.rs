@@ -84,7 +84,10 @@ fn docker_config_auth(registry: &str) -> Result<RegistryAuth, Cause> {
     let config: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let Some(auth) = config
-        .pointer(&format!("/auths/{}/auth", registry.replace('~', "~0").replace('/', "~1")))
+        .pointer(&format!(
+            "/auths/{}/auth",
+            registry.replace('~', "~0").replace('/', "~1")
+        ))
         .and_then(|a| a.as_str())
     else {
         return Ok(RegistryAuth::Anonymous);
@@ -94,9 +97,11 @@ fn docker_config_auth(registry: &str) -> Result<RegistryAuth, Cause> {
         .map_err(|e| bad(format!("auths.{registry}.auth is not base64: {e}")))?;
     let decoded = String::from_utf8(decoded)
         .map_err(|_| bad(format!("auths.{registry}.auth is not UTF-8")))?;
-    let (user, password) = decoded
-        .split_once(':')
-        .ok_or_else(|| bad(format!("auths.{registry}.auth is not base64 of user:password")))?;
+    let (user, password) = decoded.split_once(':').ok_or_else(|| {
+        bad(format!(
+            "auths.{registry}.auth is not base64 of user:password"
+        ))
+    })?;
     Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
 
@@ -208,7 +213,11 @@ pub(crate) fn pull(
             .auth(&reference, &auth, RegistryOperation::Pull)
             .await?;
         client
-            .pull_manifest_raw(&reference, &auth, &[OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE])
+            .pull_manifest_raw(
+                &reference,
+                &auth,
+                &[OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE],
+            )
             .await
     });
     let (manifest, _) = match resolved {
@@ -245,7 +254,11 @@ pub(crate) fn pull(
         _ => {}
     }
     let layer = wasm_layer(&manifest, text)?;
-    let layer_hex = layer.digest.strip_prefix("sha256:").unwrap_or("").to_string();
+    let layer_hex = layer
+        .digest
+        .strip_prefix("sha256:")
+        .unwrap_or("")
+        .to_string();
     let bytes = match store.get(&layer_hex) {
         Some(bytes) => bytes,
         None => {
@@ -311,7 +324,10 @@ fn wasm_layer(manifest: &[u8], text: &str) -> Result<oci_client::manifest::OciDe
         });
     }
     if !layer.digest.starts_with("sha256:") {
-        return Err(not(format!("its layer digest {} is not sha256", layer.digest)));
+        return Err(not(format!(
+            "its layer digest {} is not sha256",
+            layer.digest
+        )));
     }
     Ok(layer)
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::error::{Cause, PolicyError};
+use super::fetch;
 use super::limits::MAX_MODULE_BYTES;
 use super::oci::{self, Credentials};
 use super::store::ModuleStore;
-use super::fetch;
 
 /// A built-in policy shipped inside the plugin.
 #[derive(Debug, Clone, Copy)]
@@ -181,8 +181,8 @@ pub(crate) fn fetch(
             (bytes, is_text)
         }
         ModuleRef::Oci(reference) => {
-            let pulled = oci::pull(reference, recorded, &remote.store, &remote.credentials)
-                .map_err(fail)?;
+            let pulled =
+                oci::pull(reference, recorded, &remote.store, &remote.credentials).map_err(fail)?;
             let sha256 = sha256_hex(&pulled.bytes);
             let mut bytes = checked(pulled.bytes, false, sha256, expected).map_err(fail)?;
             bytes.oci_digest = Some(pulled.manifest_digest);
