@@ -58,7 +58,7 @@ pub struct ListArgs {
 kubectl canary policy inspect ./target/wasm32-unknown-unknown/release/my_policy.wasm -o json"
 )]
 pub struct InspectArgs {
-    /// `builtin:<name>` or a path to a .wasm/.wat file.
+    /// `builtin:<name>`, a path to a .wasm/.wat file, or oci://registry/repository:tag|@sha256:...
     #[arg(value_name = "MODULE")]
     pub module: String,
     /// Print as JSON or YAML.
@@ -74,7 +74,7 @@ and <case>.expected.json (the decision expected, or {\"error\": \"<text the erro
 Example:\n  kubectl canary policy test builtin:progressive --fixtures policies/progressive/fixtures"
 )]
 pub struct TestArgs {
-    /// `builtin:<name>` or a path to a .wasm/.wat file.
+    /// `builtin:<name>`, a path to a .wasm/.wat file, or oci://registry/repository:tag|@sha256:...
     #[arg(value_name = "MODULE")]
     pub module: String,
     /// Directory of fixtures.

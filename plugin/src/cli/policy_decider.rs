@@ -97,9 +97,10 @@ pub fn for_record(
     cache_dir: Option<&Path>,
 ) -> anyhow::Result<Box<dyn Decider>> {
     let spec = &record.spec.spec.policy;
+    let module = ModuleRef::parse(&spec.module);
     let policy = host(cache_dir)?
         .load_recorded(
-            &ModuleRef::parse(&spec.module),
+            &module,
             &record.policy.sha256,
             record.policy.oci_digest.as_deref(),
         )
@@ -108,7 +109,7 @@ pub fn for_record(
                 "release {} runs policy {} (sha256 {}), which cannot be loaded as it was; \
                  a release keeps the exact module it started with",
                 record.spec.name(),
-                spec.module,
+                module,
                 record.policy.sha256
             )
         })?;

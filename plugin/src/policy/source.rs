@@ -97,8 +97,26 @@ impl ModuleRef {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| path.display().to_string()),
-            ModuleRef::Https(url) | ModuleRef::Oci(url) => url.clone(),
+            ModuleRef::Https(url) => redact_userinfo(url),
+            ModuleRef::Oci(url) => url.clone(),
         }
+    }
+}
+
+/// `url` with the password of its user information (`https://user:password@host/...`)
+/// replaced by `***`: a reference is printed in every message about its policy.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -107,7 +125,8 @@ impl fmt::Display for ModuleRef {
         match self {
             ModuleRef::Builtin(name) => write!(f, "builtin:{name}"),
             ModuleRef::File(path) => write!(f, "{}", path.display()),
-            ModuleRef::Https(url) | ModuleRef::Oci(url) => f.write_str(url),
+            ModuleRef::Https(url) => f.write_str(&redact_userinfo(url)),
+            ModuleRef::Oci(url) => f.write_str(url),
         }
     }
 }
@@ -300,6 +319,14 @@ mod tests {
                 builtin.file
             );
         }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_printed() {
+        let module = ModuleRef::parse("https://user:secret@host:5000/v2/p?x=1");
+        assert_eq!(module.to_string(), "https://user:***@host:5000/v2/p?x=1");
+        let plain = ModuleRef::parse("https://host/p.wasm");
+        assert_eq!(plain.to_string(), "https://host/p.wasm");
     }
 
     #[test]

@@ -73,6 +73,8 @@ fn spec(c: &TestCluster, dir: &Path, module: &str, pin: Option<&str>) -> PathBuf
         policy.push_str(&format!("    sha256: {pin}\n"));
     }
     let text = text.replace("    module: builtin:progressive\n", &policy);
+    // Three stages: room for steps from several machines.
+    let text = text.replace("steps: [50, 100]", "steps: [20, 50, 100]");
     let spec = dir.join("reviews.yaml");
     std::fs::write(&spec, text).expect("write spec");
     spec
@@ -103,12 +105,31 @@ async fn push_then_plan_start_and_step_from_a_digest_even_with_the_registry_down
     assert_eq!(state["policy"]["ociDigest"], digest.as_str());
     assert_eq!(state["policy"]["sha256"], wasm.as_str());
 
+    let weights = || -> Vec<u64> {
+        let mut w: Vec<u64> = c
+            .default_weights("default", "reviews")
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        w.sort();
+        w
+    };
+    assert_eq!(weights(), [20, 80]);
+
+    // Another machine fetches the recorded digest from the registry.
+    let second = Machine::new(c.kubectl.clone(), &registry);
+    second
+        .canary(&["step", "reviews-v3", "-n", "default"])
+        .success();
+    assert_eq!(weights(), [50, 50]);
+
     // The registry is down: this machine's store has the module.
     registry.stop();
     here.canary(&["step", "reviews-v3", "-n", "default"])
         .success();
+    assert_eq!(weights().last(), Some(&100));
 
-    // Another machine (an empty store) cannot fetch it: one line naming the registry.
+    // A third machine (an empty store) cannot fetch it: one line naming the registry.
     let other = Machine::new(c.kubectl.clone(), &registry);
     let run = other
         .canary(&["step", "reviews-v3", "-n", "default"])
@@ -254,6 +275,8 @@ async fn an_https_module_needs_its_pin() {
     let wasm = sha256_of(&module("progressive.wasm"));
     let url =
         format!("https://{USER}:{PASSWORD}@{host}/v2/policies/progressive/blobs/sha256:{wasm}");
+    // As every message prints it: without the password.
+    let shown = format!("https://{USER}:***@{host}/v2/policies/progressive/blobs/sha256:{wasm}");
     let dir = tempfile::tempdir().unwrap();
 
     let unpinned = spec(&c, dir.path(), &url, None);
@@ -263,7 +286,7 @@ async fn an_https_module_needs_its_pin() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: policy {url}: an https:// module must be pinned: set spec.policy.sha256 to \
+            "error: policy {shown}: an https:// module must be pinned: set spec.policy.sha256 to \
              the sha256 of the module (`sha256sum module.wasm`); nothing was fetched\n"
         )
     );
@@ -276,7 +299,7 @@ async fn an_https_module_needs_its_pin() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: policy {url}: sha256 mismatch: the spec pins sha256:{wrong} but the module \
+            "error: policy {shown}: sha256 mismatch: the spec pins sha256:{wrong} but the module \
              is sha256:{wasm}; nothing was run\n"
         )
     );
