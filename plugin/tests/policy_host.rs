@@ -77,10 +77,7 @@ fn remote_sources_are_refused_before_any_request_when_malformed() {
     let err = host()
         .load(&ModuleRef::parse("oci://example.invalid/Org/p:1"), None)
         .unwrap_err();
-    assert!(
-        matches!(err.cause, Cause::InvalidReference { .. }),
-        "{err}"
-    );
+    assert!(matches!(err.cause, Cause::InvalidReference { .. }), "{err}");
 }
 
 #[test]
