@@ -389,6 +389,7 @@ mod tests {
         let r = parse("oci://127.0.0.1:5000/policies/p:1").unwrap();
         assert_eq!(r.resolve_registry(), "127.0.0.1:5000");
         assert_eq!(r.tag(), Some("1"));
-        assert!(parse("oci://UPPER/x:1").is_err());
+        assert_eq!(r.repository(), "policies/p");
+        assert!(parse("oci://registry/Upper:1").is_err());
     }
 }
