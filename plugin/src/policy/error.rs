@@ -142,8 +142,10 @@ pub enum Cause {
     DockerConfig {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
+        /// What is wrong, with the parser's words.
         detail: String,
+        /// The parser's error, when one found the problem.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// `builtin:<name>` with an unknown name.
     #[error(

@@ -69,38 +69,59 @@ fn docker_config_path() -> Option<PathBuf> {
 /// `auths.<registry>.auth` (base64 `user:password`) of the docker config; anonymous when the
 /// file or the entry is absent.
 fn docker_config_auth(registry: &str) -> Result<RegistryAuth, Cause> {
-    let Some(path) = docker_config_path() else {
-        return Ok(RegistryAuth::Anonymous);
-    };
+    match docker_config_path() {
+        Some(path) => auth_in(path, registry),
+        None => Ok(RegistryAuth::Anonymous),
+    }
+}
+
+/// `auths.<registry>.auth` of the docker config at `path`.
+fn auth_in(path: PathBuf, registry: &str) -> Result<RegistryAuth, Cause> {
     let text = match std::fs::read(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
         Err(source) => return Err(Cause::Read { path, source }),
     };
-    let bad = |detail: String| Cause::DockerConfig {
-        path: path.clone(),
-        detail,
+    let bad = |what: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+        let detail = match &source {
+            Some(source) => format!("{what}: {source}"),
+            None => what,
+        };
+        Cause::DockerConfig {
+            path: path.clone(),
+            detail,
+            source,
+        }
     };
     let config: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        serde_json::from_slice(&text).map_err(|e| bad("not JSON".into(), Some(Box::new(e))))?;
     let Some(auth) = config
-        .pointer(&format!(
-            "/auths/{}/auth",
-            registry.replace('~', "~0").replace('/', "~1")
-        ))
-        .and_then(|a| a.as_str())
+        .get("auths")
+        .and_then(|auths| auths.get(registry))
+        .and_then(|entry| entry.get("auth"))
+        .and_then(|auth| auth.as_str())
     else {
         return Ok(RegistryAuth::Anonymous);
     };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
-        .map_err(|e| bad(format!("auths.{registry}.auth is not base64: {e}")))?;
-    let decoded = String::from_utf8(decoded)
-        .map_err(|_| bad(format!("auths.{registry}.auth is not UTF-8")))?;
+        .map_err(|e| {
+            bad(
+                format!("auths.{registry}.auth is not base64"),
+                Some(Box::new(e)),
+            )
+        })?;
+    let decoded = String::from_utf8(decoded).map_err(|e| {
+        bad(
+            format!("auths.{registry}.auth is not UTF-8"),
+            Some(Box::new(e)),
+        )
+    })?;
     let (user, password) = decoded.split_once(':').ok_or_else(|| {
-        bad(format!(
-            "auths.{registry}.auth is not base64 of user:password"
-        ))
+        bad(
+            format!("auths.{registry}.auth is not the base64 of user:password"),
+            None,
+        )
     })?;
     Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
@@ -391,5 +412,35 @@ mod tests {
         assert_eq!(r.tag(), Some("1"));
         assert_eq!(r.repository(), "policies/p");
         assert!(parse("oci://registry/Upper:1").is_err());
+    }
+
+    #[test]
+    fn docker_config_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("me:pw");
+        let config =
+            json!({ "auths": { "127.0.0.1:5000": { "auth": auth }, "bad": { "auth": "%" } } });
+        std::fs::write(&path, config.to_string()).unwrap();
+        assert!(matches!(
+            auth_in(path.clone(), "127.0.0.1:5000").unwrap(),
+            RegistryAuth::Basic(user, password) if user == "me" && password == "pw"
+        ));
+        assert!(matches!(
+            auth_in(path.clone(), "elsewhere").unwrap(),
+            RegistryAuth::Anonymous
+        ));
+        assert_eq!(
+            auth_in(path.clone(), "bad").unwrap_err().to_string(),
+            format!(
+                "cannot use the docker config {}: auths.bad.auth is not base64: Invalid symbol 37, \
+                 offset 0.",
+                path.display()
+            )
+        );
+        assert!(matches!(
+            auth_in(dir.path().join("absent.json"), "x").unwrap(),
+            RegistryAuth::Anonymous
+        ));
     }
 }
