@@ -98,6 +98,7 @@ fn main() {
             module: "builtin:progressive".into(),
             sha256: policy.sha256().to_string(),
             name: policy.name().to_string(),
+            oci_digest: None,
         },
         policy,
     };

@@ -54,16 +54,30 @@ fn unknown_builtin_lists_the_known_ones() {
     assert!(err.to_string().contains("progressive"), "{err}");
 }
 
+/// Refusals that need no network: nothing is fetched for them.
 #[test]
-fn remote_sources_are_not_supported_yet() {
-    for module in ["https://example.com/p.wasm", "oci://ghcr.io/org/p:1"] {
-        let err = host().load(&ModuleRef::parse(module), None).unwrap_err();
-        assert!(
-            matches!(err.cause, Cause::UnsupportedSource { .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("not supported yet"), "{err}");
-    }
+fn remote_sources_are_refused_before_any_request_when_malformed() {
+    let refused = |module: &str| {
+        host()
+            .load(&ModuleRef::parse(module), None)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refused("https://example.invalid/p.wasm"),
+        "policy https://example.invalid/p.wasm: an https:// module must be pinned: set \
+         spec.policy.sha256 to the sha256 of the module (`sha256sum module.wasm`); nothing was \
+         fetched"
+    );
+    assert_eq!(
+        refused("http://example.invalid/p.wasm"),
+        "policy http://example.invalid/p.wasm: plain http:// modules are refused; serve the \
+         module over https:// with a sha256 pin"
+    );
+    let err = host()
+        .load(&ModuleRef::parse("oci://example.invalid/Org/p:1"), None)
+        .unwrap_err();
+    assert!(matches!(err.cause, Cause::InvalidReference { .. }), "{err}");
 }
 
 #[test]

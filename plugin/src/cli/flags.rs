@@ -24,6 +24,41 @@ pub struct CacheArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// `--registry-username` and `--password-stdin`: credentials for an OCI registry, instead of the
+/// docker config's (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryAuthArgs {
+    /// User name for the OCI registry, with --password-stdin (default: the registry's entry in
+    /// the docker config, $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub registry_username: Option<String>,
+    /// Read the OCI registry's password from standard input (one line), with
+    /// --registry-username.
+    #[arg(long, requires = "registry_username")]
+    pub password_stdin: bool,
+}
+
+impl RegistryAuthArgs {
+    /// The credentials these flags give (the password read from stdin now), or the default:
+    /// the docker config's.
+    pub fn credentials(&self) -> anyhow::Result<crate::policy::Credentials> {
+        let Some(user) = &self.registry_username else {
+            return Ok(crate::policy::Credentials::default());
+        };
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+        let password = password.trim_end_matches(['\n', '\r']).to_string();
+        if password.is_empty() {
+            anyhow::bail!("--password-stdin: standard input is empty; pipe the password in");
+        }
+        Ok(crate::policy::Credentials {
+            basic: Some((user.clone(), password)),
+        })
+    }
+}
+
 /// `--field-manager`: the manager name of server-side apply.
 #[derive(Debug, Clone, Args)]
 pub struct FieldManagerArgs {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::flags::CacheArgs;
+use super::flags::{CacheArgs, RegistryAuthArgs};
 use super::OutputFormat;
 use crate::policy::{Limits, LoadedPolicy, ModuleRef, PolicyHost, BUILTINS};
 use crate::ui::table::Table;
@@ -34,6 +34,10 @@ pub enum PolicyCommand {
     Inspect(InspectArgs),
     /// Run a module on fixtures (<case>.input.json + <case>.expected.json); exit 1 on a mismatch.
     Test(TestArgs),
+    /// Push a module to an OCI registry as a wasm artefact; prints the manifest digest.
+    Push(PushArgs),
+    /// Pull a module from an OCI registry into a file (and the local store).
+    Pull(PullArgs),
     /// Scaffold a policy crate on policy-sdk (builds with `cargo build --release --target
     /// wasm32-unknown-unknown`, tests natively with `cargo test`).
     New(NewArgs),
@@ -54,7 +58,7 @@ pub struct ListArgs {
 kubectl canary policy inspect ./target/wasm32-unknown-unknown/release/my_policy.wasm -o json"
 )]
 pub struct InspectArgs {
-    /// `builtin:<name>` or a path to a .wasm/.wat file.
+    /// `builtin:<name>`, a path to a .wasm/.wat file, or oci://registry/repository:tag|@sha256:...
     #[arg(value_name = "MODULE")]
     pub module: String,
     /// Print as JSON or YAML.
@@ -70,12 +74,46 @@ and <case>.expected.json (the decision expected, or {\"error\": \"<text the erro
 Example:\n  kubectl canary policy test builtin:progressive --fixtures policies/progressive/fixtures"
 )]
 pub struct TestArgs {
-    /// `builtin:<name>` or a path to a .wasm/.wat file.
+    /// `builtin:<name>`, a path to a .wasm/.wat file, or oci://registry/repository:tag|@sha256:...
     #[arg(value_name = "MODULE")]
     pub module: String,
     /// Directory of fixtures.
     #[arg(long, value_name = "DIR")]
     pub fixtures: PathBuf,
+}
+
+/// Arguments of `policy push`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The artefact: an OCI image manifest with config application/vnd.wasm.config.v0+json \
+and one layer application/vnd.wasm.content.layer.v1+wasm (as Kubewarden's). A spec then names it \
+oci://REGISTRY/REPOSITORY@sha256:<printed digest>, or by tag.\n\n\
+Example:\n  kubectl canary policy push ./my_policy.wasm oci://registry.example.com/policies/mine:1.0.0"
+)]
+pub struct PushArgs {
+    /// The module (.wasm); it is loaded and checked before anything is pushed.
+    #[arg(value_name = "MODULE")]
+    pub module: PathBuf,
+    /// Where to: oci://registry/repository:tag.
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+    /// Registry credentials.
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+}
+
+/// Arguments of `policy pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// oci://registry/repository:tag or oci://registry/repository@sha256:<digest>.
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+    /// Where to write the module (default: <last path segment of the repository>.wasm).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Registry credentials.
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
 }
 
 /// Arguments of `policy new`.
@@ -99,8 +137,57 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<()> {
         PolicyCommand::List(list) => run_list(list, cache_dir),
         PolicyCommand::Inspect(inspect) => run_inspect(inspect, cache_dir),
         PolicyCommand::Test(test) => run_test(test, cache_dir),
+        PolicyCommand::Push(push) => run_push(push, cache_dir),
+        PolicyCommand::Pull(pull) => run_pull(pull, cache_dir),
         PolicyCommand::New(new) => run_new(new),
     }
+}
+
+fn run_push(args: PushArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    if !args.reference.starts_with("oci://") {
+        bail!(
+            "{}: push needs an oci://registry/repository:tag reference",
+            args.reference
+        );
+    }
+    let credentials = args.auth.credentials()?;
+    let host = super::policy_decider::host(cache_dir.as_deref())?;
+    let bytes = std::fs::read(&args.module)
+        .with_context(|| format!("cannot read {}", args.module.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!(
+            "{}: push takes a binary .wasm module (compile WebAssembly text first)",
+            args.module.display()
+        );
+    }
+    // A module that would not load here is not worth sharing.
+    let policy = host.load_bytes(&args.module.display().to_string(), &bytes)?;
+    let digest = crate::policy::oci::push(&bytes, &args.reference, &credentials)
+        .map_err(|cause| crate::policy::PolicyError::new(policy.id(), cause))?;
+    println!("{digest}");
+    Ok(())
+}
+
+fn run_pull(args: PullArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    if !args.reference.starts_with("oci://") {
+        bail!(
+            "{}: pull needs an oci://registry/repository:tag or @sha256: reference",
+            args.reference
+        );
+    }
+    let credentials = args.auth.credentials()?;
+    let host = super::policy_decider::host(cache_dir.as_deref())?.with_credentials(credentials);
+    let pulled = host.pull(&args.reference)?;
+    let output = args.output.unwrap_or_else(|| {
+        let path = args.reference.split('@').next().unwrap_or_default();
+        let last = path.rsplit('/').next().unwrap_or_default();
+        let repository = last.split(':').next().unwrap_or("module");
+        PathBuf::from(format!("{repository}.wasm"))
+    });
+    std::fs::write(&output, &pulled.bytes)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!("{} {}", pulled.manifest_digest, output.display());
+    Ok(())
 }
 
 fn load(host: &PolicyHost, module: &str) -> anyhow::Result<LoadedPolicy> {

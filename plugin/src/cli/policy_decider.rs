@@ -67,6 +67,7 @@ fn wrap(spec: &PolicySpec, policy: LoadedPolicy) -> Box<dyn Decider> {
         module: spec.module.clone(),
         sha256: policy.sha256().to_string(),
         name: policy.name().to_string(),
+        oci_digest: policy.oci_digest().map(str::to_string),
     };
     Box::new(WasmDecider {
         limits: Limits::from_spec(spec.limits.as_ref()),
@@ -96,14 +97,19 @@ pub fn for_record(
     cache_dir: Option<&Path>,
 ) -> anyhow::Result<Box<dyn Decider>> {
     let spec = &record.spec.spec.policy;
+    let module = ModuleRef::parse(&spec.module);
     let policy = host(cache_dir)?
-        .load(&ModuleRef::parse(&spec.module), Some(&record.policy.sha256))
+        .load_recorded(
+            &module,
+            &record.policy.sha256,
+            record.policy.oci_digest.as_deref(),
+        )
         .with_context(|| {
             format!(
                 "release {} runs policy {} (sha256 {}), which cannot be loaded as it was; \
                  a release keeps the exact module it started with",
                 record.spec.name(),
-                spec.module,
+                module,
                 record.policy.sha256
             )
         })?;

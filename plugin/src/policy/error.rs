@@ -40,13 +40,112 @@ pub enum Cause {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A module source the loader does not handle yet.
+    /// An `https://` module without the spec's `sha256:` pin.
     #[error(
-        "{scheme} modules are not supported yet; use builtin:<name> or a path to a .wasm/.wat file"
+        "an https:// module must be pinned: set spec.policy.sha256 to the sha256 of the module \
+         (`sha256sum module.wasm`); nothing was fetched"
     )]
-    UnsupportedSource {
-        /// `https://` or `oci://`.
-        scheme: String,
+    HttpsNeedsPin,
+    /// Only `https://` URLs are fetched.
+    #[error("plain http:// modules are refused; serve the module over https:// with a sha256 pin")]
+    PlainHttp,
+    /// An `oci://` reference that does not parse.
+    #[error("invalid OCI reference {reference:?}: {source} (expected oci://registry/repository:tag or oci://registry/repository@sha256:<digest>)")]
+    InvalidReference {
+        /// The reference as given.
+        reference: String,
+        /// Why it does not parse.
+        source: oci_client::ParseError,
+    },
+    /// The registry refused the credentials (HTTP 401).
+    #[error(
+        "registry {registry} refused the credentials (401 Unauthorized): check \
+         --registry-username/--password-stdin or the auths.{registry} entry of the docker config"
+    )]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// The client's error.
+        source: Box<oci_client::errors::OciDistributionError>,
+    },
+    /// A TLS failure (an unknown CA, a wrong name, ...) talking to a registry or server.
+    #[error(
+        "TLS with {host} failed: {detail}; if it uses a private CA, set SSL_CERT_FILE to its \
+         certificate (PEM)"
+    )]
+    Tls {
+        /// The registry or HTTPS host.
+        host: String,
+        /// The innermost TLS error, as text.
+        detail: String,
+        /// The client's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A registry request failed (unreachable, not found, refused, ...).
+    #[error("registry {registry}: {detail}{note}")]
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// What failed, with the innermost cause.
+        detail: String,
+        /// `" (and the module is not in the local store)"` when a stored copy was looked for
+        /// (or could not be, its digest unknown) and none could serve; else empty.
+        note: &'static str,
+        /// The client's error.
+        source: Box<oci_client::errors::OciDistributionError>,
+    },
+    /// An `https://` download failed.
+    #[error("cannot download {url}: {detail}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What failed, with the innermost cause.
+        detail: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The artefact is not a wasm module as `policy push` (and Kubewarden) store them.
+    #[error("{reference} is not a wasm policy artefact: {detail}")]
+    NotWasmArtifact {
+        /// The reference.
+        reference: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A registry served content that is not what its digest names.
+    #[error("{what} from {registry} has digest {actual}, not the {expected} asked for; refused")]
+    RegistryDigest {
+        /// What was fetched (`the manifest`, `the module layer`).
+        what: &'static str,
+        /// The registry host.
+        registry: String,
+        /// The digest asked for.
+        expected: String,
+        /// The content's digest.
+        actual: String,
+    },
+    /// The spec's tag resolves to another manifest than the release recorded at `start`.
+    #[error(
+        "{reference} now resolves to {current}, but this release started with {recorded}; \
+         refused (pin the spec to @{recorded}, or start a new release to move to the new module)"
+    )]
+    TagMoved {
+        /// The spec's reference.
+        reference: String,
+        /// The digest recorded at `start`.
+        recorded: String,
+        /// The digest the tag resolves to now.
+        current: String,
+    },
+    /// The docker config exists but cannot be used.
+    #[error("cannot use the docker config {path}: {detail}")]
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the parser's words.
+        detail: String,
+        /// The parser's error, when one found the problem.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// `builtin:<name>` with an unknown name.
     #[error(

@@ -1,7 +1,7 @@
 //! The policy host: loads sandboxed WebAssembly policies (ABI v1) and asks them for decisions.
 //!
 //! ```text
-//! ModuleRef ─► source (bytes, sha256 pin) ─► module (metadata, import/export checks)
+//! ModuleRef ─► source (bytes, sha256 pin; https/oci through fetch, oci and the store) ─► module (metadata, import/export checks)
 //!           ─► budget (compile cost, before compiling) ─► cache (precompiled, keyed by sha256 + engine) ─► InstancePre (once per module)
 //! Input ─► invoke (fresh bounded Store per decision) ─► JSON ─► validate ─► Decision
 //! spec.policy.config ─► config (the module's schema, then its canary_validate_config) ─► ok
@@ -25,10 +25,13 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+mod fetch;
 mod invoke;
 mod limits;
 mod module;
+pub mod oci;
 mod source;
+mod store;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -43,6 +46,7 @@ pub use error::{Cause, PolicyError};
 pub use invoke::{LogLevel, LogLine};
 pub use limits::*;
 pub use module::{Item, Metadata, METADATA_SECTION, VALIDATE_CONFIG_EXPORT};
+pub use oci::Credentials;
 pub use source::{sha256_hex, Builtin, ModuleRef, BUILTINS};
 pub use validate::{validate_decision, DecisionError};
 
@@ -54,6 +58,7 @@ pub struct PolicyHost {
     allocation: engine::Allocation,
     linker: Linker<GuestState>,
     cache: cache::ModuleCache,
+    remote: source::Remote,
 }
 
 impl std::fmt::Debug for PolicyHost {
@@ -73,11 +78,21 @@ impl PolicyHost {
         let fail = |cause| PolicyError::new("host", cause);
         let (engine, allocation) = engine::new_engine().map_err(fail)?;
         let linker = invoke::linker(&engine).map_err(fail)?;
+        let cache = cache::ModuleCache::new(cache_dir.clone());
+        // The store shares the cache's directory and its privacy rule: not used when refused.
+        let store = match cache.refusal() {
+            None => store::ModuleStore::new(cache_dir.as_deref()),
+            Some(_) => store::ModuleStore::default(),
+        };
         Ok(PolicyHost {
             engine,
             allocation,
             linker,
-            cache: cache::ModuleCache::new(cache_dir),
+            cache,
+            remote: source::Remote {
+                store,
+                credentials: Credentials::default(),
+            },
         })
     }
 
@@ -90,8 +105,39 @@ impl PolicyHost {
 
     /// Loads a module, verifying the optional `sha256:` pin before anything is compiled or run.
     pub fn load(&self, module: &ModuleRef, pin: Option<&str>) -> Result<LoadedPolicy, PolicyError> {
-        let bytes = source::fetch(module, pin)?;
+        let bytes = source::fetch(module, pin, None, &self.remote)?;
         self.load_fetched(module.clone(), bytes)
+    }
+
+    /// Loads the module a release recorded at `start`: the bytes of `sha256`, and for a module
+    /// from a registry, the manifest `oci_digest` (a tag that moved since is refused with both
+    /// digests; a registry that is down is not needed when the local store has it).
+    pub fn load_recorded(
+        &self,
+        module: &ModuleRef,
+        sha256: &str,
+        oci_digest: Option<&str>,
+    ) -> Result<LoadedPolicy, PolicyError> {
+        let bytes = source::fetch(module, Some(sha256), oci_digest, &self.remote)?;
+        self.load_fetched(module.clone(), bytes)
+    }
+
+    /// The module of an `oci://` reference, from the registry or the local store (for
+    /// `policy pull`).
+    pub fn pull(&self, reference: &str) -> Result<oci::Pulled, PolicyError> {
+        oci::pull(
+            reference,
+            None,
+            &self.remote.store,
+            &self.remote.credentials,
+        )
+        .map_err(|cause| PolicyError::new(reference, cause))
+    }
+
+    /// Registry credentials for `oci://` modules, instead of the docker config's.
+    pub fn with_credentials(mut self, credentials: Credentials) -> PolicyHost {
+        self.remote.credentials = credentials;
+        self
     }
 
     /// Loads the module of a spec's `policy` section (module and pin) and checks the spec's
@@ -119,6 +165,7 @@ impl PolicyHost {
             is_text: !bytes.starts_with(b"\0asm"),
             sha256: sha256_hex(bytes),
             source: bytes.to_vec(),
+            oci_digest: None,
         };
         self.load_fetched(module, fetched)
     }
@@ -185,6 +232,7 @@ impl PolicyHost {
             name,
             module,
             sha256: bytes.sha256,
+            oci_digest: bytes.oci_digest,
             size: bytes.source.len(),
             metadata,
             imports: module::imports(&compiled),
@@ -201,6 +249,7 @@ pub struct LoadedPolicy {
     name: String,
     module: ModuleRef,
     sha256: String,
+    oci_digest: Option<String>,
     size: usize,
     metadata: Option<Metadata>,
     imports: Vec<Item>,
@@ -244,6 +293,10 @@ impl LoadedPolicy {
     /// sha256 of the module as given (lower-case hex).
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+    /// `sha256:<hex>` of the OCI manifest the module came from, for a module from a registry.
+    pub fn oci_digest(&self) -> Option<&str> {
+        self.oci_digest.as_deref()
     }
     /// Size of the module as given, bytes.
     pub fn size(&self) -> usize {

@@ -558,6 +558,7 @@ mod tests {
                 module: "builtin:progressive".into(),
                 sha256: "0123456789abcdef".into(),
                 name: "progressive".into(),
+                oci_digest: None,
             },
             phase: Phase::Progressing,
             generation: 4,

@@ -29,6 +29,10 @@ pub struct PolicyIdentity {
     pub sha256: String,
     /// The name from the module's metadata (or the module reference).
     pub name: String,
+    /// `sha256:<hex>` of the OCI manifest, when the module came from a registry: a `step` on
+    /// another machine fetches this digest (the same bytes), and refuses a tag that moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_digest: Option<String>,
 }
 
 impl PolicyIdentity {

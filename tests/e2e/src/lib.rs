@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub mod propagation;
+pub mod registry;
 
 /// A directory holding only `kubectl-canary` (a link to the freshly built binary), for `PATH`.
 pub fn plugin_dir() -> &'static Path {
