@@ -178,7 +178,7 @@ fn open_private(dir: &Path, modules: &Path) -> std::io::Result<Result<(), CacheR
 
 /// `mkdir -p -m 700`: every directory it creates is private (the user's umask can only
 /// narrow that); existing ones are left as they are and checked by [`check_private`].
-fn create_private(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

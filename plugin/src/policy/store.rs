@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::cache::create_private;
 use super::source::sha256_hex;
 
 /// The store under a cache directory; `None` disables it (no cache dir, or one refused).
@@ -60,15 +61,6 @@ impl ModuleStore {
         // Only a digest names a file: nothing else reaches the file system.
         (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| dir.join(hex))
     }
-}
-
-/// `mkdir -p -m 700`, as the compiled-module cache creates its directories.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
 }
 
 #[cfg(test)]
