@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::error::Cause;
 use super::limits::MAX_MODULE_BYTES;
-use super::source::sha256_hex;
+use super::source::{redact_userinfo, sha256_hex, url_host};
 use super::store::ModuleStore;
 
 /// How long to wait for a connection: a registry that is down answers at once or not at all.
@@ -114,23 +114,22 @@ pub(crate) fn https(url: &str, pin: &str, store: &ModuleStore) -> Result<Vec<u8>
     if let Some(bytes) = store.get(pin) {
         return Ok(bytes);
     }
-    let host = url
-        .trim_start_matches("https://")
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or(url)
-        .to_string();
-    let fail = |source: reqwest::Error| match tls_failure(&source) {
-        Some(detail) => Cause::Tls {
-            host: host.clone(),
-            detail,
-            source: Box::new(source),
-        },
-        None => Cause::Download {
-            url: url.to_string(),
-            detail: chain(&source),
-            source,
-        },
+    // Messages name the URL without its password: the client's own errors, which would
+    // repeat it as given, lose theirs.
+    let fail = |source: reqwest::Error| {
+        let source = source.without_url();
+        match tls_failure(&source) {
+            Some(detail) => Cause::Tls {
+                host: url_host(url).to_string(),
+                detail,
+                source: Box::new(source),
+            },
+            None => Cause::Download {
+                url: redact_userinfo(url),
+                detail: chain(&source),
+                source,
+            },
+        }
     };
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()

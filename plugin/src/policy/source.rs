@@ -103,21 +103,33 @@ impl ModuleRef {
     }
 }
 
-/// `url` with the password of its user information (`https://user:password@host/...`)
-/// replaced by `***`: a reference is printed in every message about its policy.
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
+/// A URL's parts around its authority: `(scheme, user information, host[:port], the rest)`,
+/// or `None` when it has no `scheme://`.
+fn url_parts(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    Some(match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (scheme, Some(userinfo), host, path),
+        None => (scheme, None, authority, path),
+    })
+}
+
+/// `url` with the password of its user information (`https://user:password@host/...`)
+/// replaced by `***`: a reference is printed in every message about its policy.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    match url_parts(url) {
+        Some((scheme, Some(userinfo), host, path)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}:***@{host}{path}")
         }
-        None => url.to_string(),
+        _ => url.to_string(),
     }
+}
+
+/// The `host[:port]` of `url`, without its user information (for messages).
+pub(crate) fn url_host(url: &str) -> &str {
+    url_parts(url).map_or(url, |(_, _, host, _)| host)
 }
 
 impl fmt::Display for ModuleRef {
@@ -327,6 +339,11 @@ mod tests {
         assert_eq!(module.to_string(), "https://user:***@host:5000/v2/p?x=1");
         let plain = ModuleRef::parse("https://host/p.wasm");
         assert_eq!(plain.to_string(), "https://host/p.wasm");
+        assert_eq!(
+            url_host("https://user:secret@host:5000/v2/p?x=1"),
+            "host:5000"
+        );
+        assert_eq!(url_host("https://host/p.wasm"), "host");
     }
 
     #[test]
