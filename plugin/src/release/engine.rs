@@ -427,7 +427,9 @@ impl Engine {
         let next =
             machine::start(blank, &decision, previous, &now).map_err(|r| refused(decider, r))?;
         // Check the stage renders before anything is written.
-        desired_objects(&next.record)?;
+        // Rendered before the record is written (a record that cannot render is never
+        // stored), and applied as rendered.
+        let want = desired_objects(&next.record)?;
         let resource_version = match (&existing, self.mode) {
             (_, Mode::Preview) => String::new(),
             (None, _) => {
@@ -451,7 +453,7 @@ impl Engine {
             }
         };
         let ops = self
-            .apply_record(&next.record, &resource_version, live)
+            .apply_record(&next.record, &resource_version, live, Some(want))
             .await?;
         Ok(outcome(next, ops))
     }
@@ -561,7 +563,7 @@ impl Engine {
             });
         }
         let converged = self
-            .apply_record(&record, &resource_version, live.clone())
+            .apply_record(&record, &resource_version, live.clone(), None)
             .await?;
         // Read again rather than simulate: the next writes are fenced on these resourceVersions.
         let live = if self.mode == Mode::Preview {
@@ -605,7 +607,9 @@ impl Engine {
             }
             Verdict::Change(next) => *next,
         };
-        desired_objects(&next.record)?;
+        // Rendered before the record is written (a record that cannot render is never
+        // stored), and applied as rendered.
+        let want = desired_objects(&next.record)?;
         let written = if self.mode == Mode::Preview {
             resource_version
         } else {
@@ -615,17 +619,22 @@ impl Engine {
                 .resource_version
         };
         let mut ops = converged;
-        ops.extend(self.apply_record(&next.record, &written, live).await?);
+        ops.extend(
+            self.apply_record(&next.record, &written, live, Some(want))
+                .await?,
+        );
         Ok(outcome(next, ops))
     }
 
     /// Apply what `record` (stored at `record_rv`) describes, from `live`, with fenced writes
-    /// (protocol step 5). Returns the writes made (planned, in preview).
+    /// (protocol step 5); `rendered` is its desired objects when the caller has them already.
+    /// Returns the writes made (planned, in preview).
     async fn apply_record(
         &self,
         record: &ReleaseRecord,
         record_rv: &str,
         mut live: ObjectSet,
+        mut rendered: Option<ObjectSet>,
     ) -> Result<Vec<Op>, EngineError> {
         let delete = deployments_to_delete(record);
         let mut done = Vec::new();
@@ -633,7 +642,11 @@ impl Engine {
             check_stamps(record, &live)?;
             // Rendered again on a retry rather than kept: the plan holds what it writes, and a
             // second copy of every object of a large release is most of a command's memory.
-            let batches = order::plan_batches(&live, desired_objects(record)?, &delete);
+            let want = match rendered.take() {
+                Some(want) => want,
+                None => desired_objects(record)?,
+            };
+            let batches = order::plan_batches(&live, want, &delete);
             if self.mode == Mode::Preview {
                 return Ok(batches.into_iter().flatten().collect());
             }
