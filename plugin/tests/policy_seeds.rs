@@ -38,8 +38,11 @@ fn example(name: &str) -> (Input, u64) {
             stage_started_at: None,
             history: Vec::new(),
             override_: None,
+            paused: false,
+            approvals: Vec::new(),
         },
         metrics: Default::default(),
+        gates: Default::default(),
     };
     (input, pause)
 }
@@ -259,6 +262,7 @@ fn breached_threshold_rolls_back() {
         policy_sdk::MetricSample {
             stable: Some(99.9),
             canary: Some(97.5),
+            ..Default::default()
         },
     );
     let evaluation = policy.evaluate(&input, &Limits::default()).unwrap();

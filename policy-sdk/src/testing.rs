@@ -22,8 +22,8 @@ use serde_json::Value;
 
 use crate::abi::{decide_json, DecideFn};
 use crate::types::{
-    Decision, Event, Input, MetricSample, Phase, ReleaseInfo, Role, ServiceInfo, State, VersionRef,
-    WeightOverride, ABI_VERSION,
+    Approval, Decision, Event, Gate, GateKind, HistoryEntry, Input, MetricSample, Phase,
+    ReleaseInfo, Role, ServiceInfo, State, VersionRef, WeightOverride, ABI_VERSION,
 };
 
 /// Builds a [`ReleaseInfo`] service by service.
@@ -138,8 +138,11 @@ impl InputBuilder {
                     stage_started_at: None,
                     history: Vec::new(),
                     override_: None,
+                    paused: false,
+                    approvals: Vec::new(),
                 },
                 metrics: BTreeMap::new(),
+                gates: BTreeMap::new(),
             },
         }
     }
@@ -197,8 +200,51 @@ impl InputBuilder {
             MetricSample {
                 stable: Some(stable),
                 canary: Some(canary),
+                ..MetricSample::default()
             },
         );
+        self
+    }
+
+    /// Adds a metric sample as the host builds it (per service, no data, or an error).
+    pub fn metric_sample(mut self, name: &str, sample: MetricSample) -> InputBuilder {
+        self.input.metrics.insert(name.to_string(), sample);
+        self
+    }
+
+    /// Adds a gate's answer.
+    pub fn gate(mut self, name: &str, on: GateKind, open: bool, answer: &str) -> InputBuilder {
+        self.input.gates.insert(
+            name.to_string(),
+            Gate {
+                on,
+                open,
+                answer: answer.to_string(),
+            },
+        );
+        self
+    }
+
+    /// Pauses the release as `kubectl canary pause` does (phase `Paused`, `state.paused`).
+    pub fn paused(mut self) -> InputBuilder {
+        self.input.state.phase = Phase::Paused;
+        self.input.state.paused = true;
+        self
+    }
+
+    /// Records an operator's approval of `stage`.
+    pub fn approved(mut self, stage: u32) -> InputBuilder {
+        self.input.state.approvals.push(Approval {
+            stage,
+            by: "operator".to_string(),
+            at: self.input.now.clone(),
+        });
+        self
+    }
+
+    /// Appends a past decision to the history.
+    pub fn history(mut self, entry: HistoryEntry) -> InputBuilder {
+        self.input.state.history.push(entry);
         self
     }
 

@@ -46,9 +46,14 @@ pub struct Input {
     pub config: serde_json::Value,
     /// The release's state as stored in the cluster.
     pub state: State,
-    /// Metric samples by metric name (from the spec's `analysis`, or simulated by `plan`).
+    /// Metric samples by metric name (the spec's `analysis`, measured by the host for this
+    /// decision, or simulated by `plan`). A metric with no data is present with its values
+    /// `null`; one whose query failed carries the cause in [`MetricSample::error`].
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricSample>,
+    /// Gates by name: the spec's gating webhooks asked for this decision (see [`Gate`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<String, Gate>,
 }
 
 /// The release a decision is about.
@@ -130,10 +135,37 @@ pub struct State {
     /// A manual weight set by `kubectl canary set-weight`, if any.
     #[serde(default, rename = "override")]
     pub override_: Option<WeightOverride>,
+    /// True while an operator holds the release (`kubectl canary pause`, until `resume`): the
+    /// phase is `Paused` and a policy should hold. (A `Paused` phase without it is a weight set
+    /// by hand, which the next step hands back to the policy.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Stages an operator approved (`kubectl canary approve`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+impl State {
+    /// True when an operator approved the stage with this index.
+    pub fn approved(&self, stage: u32) -> bool {
+        self.approvals.iter().any(|a| a.stage == stage)
+    }
+}
+
+/// An operator's approval of one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// The stage index approved.
+    pub stage: u32,
+    /// Who approved it (the kubeconfig user).
+    pub by: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// One past decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// The stage index the decision led to.
@@ -144,6 +176,13 @@ pub struct HistoryEntry {
     pub action: Action,
     /// The reason given.
     pub reason: String,
+    /// The metrics the decision was taken on (absent when the release has no analysis). A
+    /// policy counts consecutive passing or failing checks from these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, MetricSample>,
+    /// The gates the decision was taken on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<String, Gate>,
 }
 
 /// A manual weight set by an operator.
@@ -157,8 +196,12 @@ pub struct WeightOverride {
     pub service: Option<String>,
 }
 
-/// A metric observed for both versions (either side may be missing).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// A metric measured for both versions (either side may have no data: `None`, never 0).
+///
+/// In a one-service release the values are `stable` and `canary`. In a multi-service release
+/// they are per service, in `services`, and `stable`/`canary` are absent: a policy judges each
+/// service's canary ([`MetricSample::canary_values`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricSample {
     /// Value for the stable version.
@@ -167,6 +210,75 @@ pub struct MetricSample {
     /// Value for the canary version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<f64>,
+    /// Values per service name (multi-service releases).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, VersionValues>,
+    /// Why the metric could not be measured (Prometheus unreachable, a query error); the values
+    /// are then absent. A policy must not advance on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The values of a metric for one service's two versions.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionValues {
+    /// Value for the stable version (`None`: no data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<f64>,
+    /// Value for the canary version (`None`: no data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<f64>,
+}
+
+impl MetricSample {
+    /// The same value for both versions of a one-service release.
+    pub fn both(value: f64) -> MetricSample {
+        MetricSample {
+            stable: Some(value),
+            canary: Some(value),
+            ..MetricSample::default()
+        }
+    }
+
+    /// The canary's values to judge, as `(service, value)`: one per service of `services`
+    /// (service name), or the top-level `canary` (service `None`) when `services` is empty.
+    /// A service without data gives `None`.
+    pub fn canary_values(&self) -> Vec<(Option<&str>, Option<f64>)> {
+        if self.services.is_empty() {
+            vec![(None, self.canary)]
+        } else {
+            self.services
+                .iter()
+                .map(|(name, v)| (Some(name.as_str()), v.canary))
+                .collect()
+        }
+    }
+}
+
+/// When a gating webhook is asked (`spec.hooks[].on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateKind {
+    /// Before the first stage: a closed gate stops `start`.
+    PreStart,
+    /// Before every step or tick: a closed gate holds the release.
+    PreStep,
+    /// Before the release is completed (by a step that completes it, or `promote`).
+    PrePromote,
+}
+
+/// The answer of one gating webhook for this decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gate {
+    /// When the hook is asked.
+    pub on: GateKind,
+    /// True when the hook answered 2xx in time.
+    pub open: bool,
+    /// What the hook answered (`200 OK`, `503 Service Unavailable: freeze until Monday`), or
+    /// why it could not be asked (`timed out after 5s`): sanitised, at most 200 characters.
+    pub answer: String,
 }
 
 /// What the policy wants done.

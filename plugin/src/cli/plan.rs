@@ -177,10 +177,7 @@ fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
             let v = healthy(m.threshold_min, m.threshold_max);
             out.insert(
                 m.name.clone(),
-                MetricSample {
-                    stable: Some(v),
-                    canary: Some(v),
-                },
+                MetricSample::both(v),
             );
         }
     }
@@ -193,10 +190,7 @@ fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
             let v = healthy(entry["min"].as_f64(), entry["max"].as_f64());
             out.insert(
                 name.to_string(),
-                MetricSample {
-                    stable: Some(v),
-                    canary: Some(v),
-                },
+                MetricSample::both(v),
             );
         }
     }
@@ -217,6 +211,8 @@ fn plan(
         stage_started_at: None,
         history: Vec::new(),
         override_: None,
+        paused: false,
+        approvals: Vec::new(),
     };
     let mut stages: Vec<Planned> = Vec::new();
     let mut event = Event::Start;
@@ -231,6 +227,7 @@ fn plan(
             config: release.spec.policy.config.clone(),
             state: state.clone(),
             metrics: metrics.clone(),
+            gates: BTreeMap::new(),
         };
         let decision = decider
             .decide(&input)
@@ -267,6 +264,8 @@ fn plan(
             at: stamp,
             action: decision.action,
             reason: decision.reason.clone(),
+            metrics: metrics.clone(),
+            gates: BTreeMap::new(),
         });
         stages.push(Planned {
             stage,

@@ -397,8 +397,11 @@ impl Engine {
                 stage_started_at: None,
                 history: Vec::new(),
                 override_: None,
+                paused: false,
+                approvals: Vec::new(),
             },
             metrics: BTreeMap::new(),
+            gates: BTreeMap::new(),
         };
         let decision = self.ask(decider, &input)?;
         let blank = ReleaseRecord {
@@ -499,6 +502,7 @@ impl Engine {
             config: record.spec.spec.policy.config.clone(),
             state,
             metrics: BTreeMap::new(),
+            gates: BTreeMap::new(),
         };
         let decision = match (event, self.ask(decider, &input)) {
             (_, Ok(decision)) => decision,

@@ -132,6 +132,8 @@ impl ReleaseRecord {
             at: now.to_string(),
             action,
             reason: reason.to_string(),
+            metrics: BTreeMap::new(),
+            gates: BTreeMap::new(),
         });
         if self.history.len() > HISTORY_LIMIT {
             let excess = self.history.len() - HISTORY_LIMIT;
@@ -147,6 +149,8 @@ impl ReleaseRecord {
             stage_started_at: Some(self.stage_started_at.clone()),
             history: self.history.clone(),
             override_: self.weight_override.clone(),
+            paused: false,
+            approvals: Vec::new(),
         }
     }
 
