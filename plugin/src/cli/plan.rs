@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use policy_sdk::{
-    Action, Event, HistoryEntry, Input, MetricSample, Phase, Role, State, ABI_VERSION,
+    Action, Event, HistoryEntry, Input, MetricSample, Phase, Role, State, VersionValues,
+    ABI_VERSION,
 };
 use serde_json::{json, Value};
 
@@ -19,7 +20,7 @@ use crate::release::desired::render_options;
 use crate::release::machine;
 use crate::release::view::share;
 use crate::render;
-use crate::spec::{self, Release};
+use crate::spec::{self, MetricTemplate, Release};
 use crate::ui::table::Table;
 use crate::ui::text::{safe, Safe};
 use crate::ui::tree::{describe_match_text, describe_rule};
@@ -163,38 +164,69 @@ pub fn run(args: PlanArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Healthy samples for every metric the spec or the policy config names: comfortably inside
-/// each threshold.
+/// Healthy samples for every metric the spec or the policy config names, comfortably inside
+/// each threshold of the config (`thresholds`, or its older name `analysis`), shaped as the host
+/// measures them: per service in a multi-service release.
 fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
-    let mut out = BTreeMap::new();
     let healthy = |min: Option<f64>, max: Option<f64>| match (min, max) {
         (Some(min), _) => min.max(0.0) + (100.0 - min).clamp(0.0, 1.0) * 0.9 + 0.0001,
         (None, Some(max)) => max / 2.0,
         (None, None) => 100.0,
     };
+    let config = &release.spec.policy.config;
+    let thresholds: Vec<&Value> = ["thresholds", "analysis"]
+        .iter()
+        .filter_map(|key| config[*key].as_array())
+        .flatten()
+        .collect();
+    let mut values: BTreeMap<String, f64> = BTreeMap::new();
     if let Some(analysis) = &release.spec.analysis {
         for m in &analysis.metrics {
-            let v = healthy(m.threshold_min, m.threshold_max);
-            out.insert(
-                m.name.clone(),
-                MetricSample::both(v),
-            );
+            let v = match m.template {
+                Some(MetricTemplate::RequestSuccessRate) => 99.9,
+                Some(
+                    MetricTemplate::RequestDurationP99
+                    | MetricTemplate::RequestDurationP90
+                    | MetricTemplate::RequestDurationP50,
+                ) => 100.0,
+                Some(MetricTemplate::RequestRate) => 10.0,
+                None => 1.0,
+            };
+            values.insert(m.name.clone(), v);
         }
     }
-    for entry in release.spec.policy.config["analysis"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    for entry in thresholds {
         if let Some(name) = entry["metric"].as_str() {
-            let v = healthy(entry["min"].as_f64(), entry["max"].as_f64());
-            out.insert(
+            values.insert(
                 name.to_string(),
-                MetricSample::both(v),
+                healthy(entry["min"].as_f64(), entry["max"].as_f64()),
             );
         }
     }
-    out
+    let services = &release.spec.services;
+    values
+        .into_iter()
+        .map(|(name, v)| {
+            let sample = if services.len() == 1 {
+                MetricSample::both(v)
+            } else {
+                MetricSample {
+                    services: services
+                        .iter()
+                        .map(|s| {
+                            let both = VersionValues {
+                                stable: Some(v),
+                                canary: Some(v),
+                            };
+                            (s.name.clone(), both)
+                        })
+                        .collect(),
+                    ..MetricSample::default()
+                }
+            };
+            (name, sample)
+        })
+        .collect()
 }
 
 fn plan(

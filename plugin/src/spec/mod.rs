@@ -20,6 +20,7 @@
 //! 100. Problems come back all at once, each with its field path
 //! (`spec.services[1].canary.version`) and the value as written.
 
+pub mod analysis;
 mod error;
 mod model;
 pub mod scaffold;
@@ -34,9 +35,9 @@ use crate::bounds;
 
 pub use error::{FieldError, SpecError};
 pub use model::{
-    AnalysisSpec, CanaryVersion, Metadata, MetricSpec, MtlsMode, PolicyLimits, PolicySpec, Release,
-    ReleaseSpec, ServiceSpec, StableVersion, API_VERSION, DEFAULT_APP_LABEL, DEFAULT_VERSION_LABEL,
-    KIND,
+    AnalysisSpec, CanaryVersion, HookEvent, HookSpec, Metadata, MetricSpec, MetricTemplate,
+    MtlsMode, PolicyLimits, PolicySpec, PrometheusSpec, Release, ReleaseSpec, ServiceSpec,
+    StableVersion, API_VERSION, DEFAULT_APP_LABEL, DEFAULT_VERSION_LABEL, KIND,
 };
 pub use validate::cookie_regex;
 

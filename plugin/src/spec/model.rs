@@ -57,6 +57,9 @@ pub struct ReleaseSpec {
     /// Where metrics come from; absent means the policy gets no metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
+    /// Webhooks: gates the release waits on, and receivers told of its changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookSpec>,
     /// Mutual TLS for the release namespace; absent leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsMode>,
@@ -152,30 +155,183 @@ pub struct PolicyLimits {
     pub timeout_ms: Option<u64>,
 }
 
-/// Where the metrics handed to the policy come from.
+/// Where the metrics handed to the policy come from, and which metrics.
+///
+/// The host runs every metric's query for the stable and the canary version of every service
+/// before each decision (the policy judges; the host only measures).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AnalysisSpec {
-    /// Prometheus base URL (`http://prometheus.istio-system:9090`).
-    pub prometheus: String,
-    /// The metrics queried for both versions, one or more.
+    /// The Prometheus to ask: `{address: URL}` or `{service: ns/name:port}` (a bare URL is
+    /// short for `{address: URL}`).
+    #[serde(deserialize_with = "prometheus_spec")]
+    pub prometheus: PrometheusSpec,
+    /// The window of the templates' `rate()` (`{{interval}}` in a query): `1m` by default.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// The metrics, one or more.
     pub metrics: Vec<MetricSpec>,
 }
 
-/// One metric of the analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to reach Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusSpec {
+    /// Prometheus' base URL, reached directly (`http://prometheus.istio-system:9090`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// An in-cluster Prometheus Service, `namespace/name:port`, reached through the API server's
+    /// service proxy with the kubeconfig's credentials (no port-forward needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// A file whose content is sent as a bearer token (only with `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    /// A PEM file of CA certificates trusted for an `https://` address, in addition to the
+    /// system's roots and `SSL_CERT_FILE`/`SSL_CERT_DIR` (only with `address`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// How long one query may take: `10s` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// One metric of the analysis: a built-in template or a PromQL query of one's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     /// Name the policy sees the metric under (`success-rate`).
     pub name: String,
-    /// PromQL query.
-    pub query: String,
-    /// The canary value must be at least this.
+    /// A built-in query on Istio's standard metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold_min: Option<f64>,
-    /// The canary value must be at most this.
+    pub template: Option<MetricTemplate>,
+    /// A PromQL query, with `{{service}}`, `{{namespace}}`, `{{version}}`, `{{role}}` and
+    /// `{{interval}}` replaced for each service and version. It must return one number (a scalar
+    /// or a one-series vector): aggregate with `sum`, `max`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold_max: Option<f64>,
+    pub query: Option<String>,
+}
+
+/// Built-in metric queries on Istio's standard metrics (`istio_requests_total`,
+/// `istio_request_duration_milliseconds_bucket`), as reported by the destination's proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricTemplate {
+    /// Percentage of requests not answered 5xx (0..100).
+    RequestSuccessRate,
+    /// 99th percentile of request duration, milliseconds.
+    RequestDurationP99,
+    /// 90th percentile of request duration, milliseconds.
+    RequestDurationP90,
+    /// 50th percentile of request duration, milliseconds.
+    RequestDurationP50,
+    /// Requests per second.
+    RequestRate,
+}
+
+impl MetricTemplate {
+    /// The name written in specs (`request-success-rate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricTemplate::RequestSuccessRate => "request-success-rate",
+            MetricTemplate::RequestDurationP99 => "request-duration-p99",
+            MetricTemplate::RequestDurationP90 => "request-duration-p90",
+            MetricTemplate::RequestDurationP50 => "request-duration-p50",
+            MetricTemplate::RequestRate => "request-rate",
+        }
+    }
+}
+
+/// Webhooks asked or told about the release's life (Flagger's model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HookSpec {
+    /// Name (DNS-1123 label), the key of `input.gates` and of the history.
+    pub name: String,
+    /// `http://` or `https://` URL the JSON payload is POSTed to.
+    pub url: String,
+    /// When it is called: gating (`pre-start`, `pre-step`, `pre-promote`: a failure, a timeout
+    /// or a non-2xx answer closes the gate and the release holds) or told (`post-promote`,
+    /// `rollback`, `event`: fire-and-forget with bounded retries).
+    pub on: Vec<HookEvent>,
+    /// How long one call may take: `10s` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Further attempts after a failed call (at most 5): 0 by default for gating hooks, 2 for
+    /// the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Passed in the payload verbatim.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// When a hook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookEvent {
+    /// Gating, before the first stage.
+    PreStart,
+    /// Gating, before every step or tick.
+    PreStep,
+    /// Gating, before the release completes (a step that completes it, or `promote`).
+    PrePromote,
+    /// Told after the release completed.
+    PostPromote,
+    /// Told after the release rolled back or was aborted.
+    Rollback,
+    /// Told after every recorded decision.
+    Event,
+}
+
+impl HookEvent {
+    /// The name written in specs (`pre-step`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::PreStart => "pre-start",
+            HookEvent::PreStep => "pre-step",
+            HookEvent::PrePromote => "pre-promote",
+            HookEvent::PostPromote => "post-promote",
+            HookEvent::Rollback => "rollback",
+            HookEvent::Event => "event",
+        }
+    }
+
+    /// The gate the policy sees for a gating hook; `None` for the told ones.
+    pub fn gate(self) -> Option<policy_sdk::GateKind> {
+        match self {
+            HookEvent::PreStart => Some(policy_sdk::GateKind::PreStart),
+            HookEvent::PreStep => Some(policy_sdk::GateKind::PreStep),
+            HookEvent::PrePromote => Some(policy_sdk::GateKind::PrePromote),
+            _ => None,
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "1m".to_string()
+}
+
+/// Reads `prometheus:` as a map, or a bare URL string as `{address: URL}` (the shape of earlier
+/// specs), keeping the map's field errors precise.
+fn prometheus_spec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PrometheusSpec, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = PrometheusSpec;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("{address: URL} or {service: namespace/name:port}")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PrometheusSpec, E> {
+            Ok(PrometheusSpec {
+                address: Some(v.to_string()),
+                ..PrometheusSpec::default()
+            })
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PrometheusSpec, A::Error> {
+            PrometheusSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// Mutual TLS mode for the release namespace (a `PeerAuthentication` and the DestinationRules'

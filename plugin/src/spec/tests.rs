@@ -28,7 +28,10 @@ spec:
   analysis:
     prometheus: http://prometheus.istio-system:9090
     metrics:
-      - {name: success-rate, query: "sum(rate(x[1m]))", thresholdMin: 99}
+      - {name: success-rate, template: request-success-rate}
+      - {name: errors, query: "sum(rate(x{a=\"{{service}}\"}[{{interval}}]))"}
+  hooks:
+    - {name: freeze, url: "https://hooks.example.com/freeze", on: [pre-step, pre-promote], timeout: 5s}
   mtls: strict
 "#;
 
@@ -87,7 +90,17 @@ fn full_spec_parses_with_every_field() {
         serde_json::json!("user=tester")
     );
     let analysis = release.spec.analysis.as_ref().expect("analysis");
-    assert_eq!(analysis.metrics[0].threshold_min, Some(99.0));
+    assert_eq!(
+        analysis.prometheus.address.as_deref(),
+        Some("http://prometheus.istio-system:9090"),
+        "a bare URL is short for {{address: URL}}"
+    );
+    assert_eq!(analysis.interval(), std::time::Duration::from_secs(60));
+    assert_eq!(
+        analysis.metrics[0].template,
+        Some(super::MetricTemplate::RequestSuccessRate)
+    );
+    assert_eq!(release.spec.hooks[0].on, [super::HookEvent::PreStep, super::HookEvent::PrePromote]);
 }
 
 #[test]
@@ -389,20 +402,79 @@ fn policy_module_pin_and_limits() {
 #[test]
 fn analysis_is_checked() {
     let yaml = format!(
-        "{MINIMAL}  analysis:\n    prometheus: prometheus:9090\n    metrics:\n      \
-         - {{name: ok, query: q, thresholdMin: 2, thresholdMax: 1}}\n      \
-         - {{name: ok, query: \" \"}}\n"
+        "{MINIMAL}  analysis:\n    prometheus: prometheus:9090\n    interval: 0s\n    metrics:\n      \
+         - {{name: ok, query: \"x{{a=\\\"{{{{svc}}}}\\\"}}\"}}\n      \
+         - {{name: ok, query: \" \"}}\n      \
+         - {{name: both, query: q, template: request-rate}}\n      \
+         - {{name: none}}\n"
     );
     assert_eq!(
         problems(&yaml),
         [
-            "spec.analysis.prometheus: invalid Prometheus URL \"prometheus:9090\": must be \
+            "spec.analysis.prometheus.address: invalid Prometheus URL \"prometheus:9090\": must be \
              http:// or https:// with a host",
-            "spec.analysis.metrics[0].thresholdMax: thresholdMax 1 is below thresholdMin 2",
+            "spec.analysis.interval: must be at least 1s",
+            "spec.analysis.metrics[0].query: unknown variable {{svc}} (known: {{service}}, \
+             {{namespace}}, {{version}}, {{role}}, {{interval}})",
             "spec.analysis.metrics[1].name: duplicate metric \"ok\" (already at \
              spec.analysis.metrics[0])",
             "spec.analysis.metrics[1].query: must not be empty",
-            "spec.analysis.metrics[1]: set thresholdMin, thresholdMax or both",
+            "spec.analysis.metrics[2]: set template or query, not both",
+            "spec.analysis.metrics[3]: set template (request-success-rate, request-duration-p99, \
+             ...) or query (PromQL)",
+        ]
+    );
+    let yaml = format!(
+        "{MINIMAL}  analysis:\n    prometheus: {{service: istio-system/prometheus, caFile: /ca.pem, timeout: 10m}}\n    interval: 1x\n    metrics:\n      \
+         - {{name: ok, template: request-success-rate}}\n"
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.analysis.prometheus.service: invalid Prometheus service \
+             \"istio-system/prometheus\": expected namespace/name:port, e.g. \
+             istio-system/prometheus:9090",
+            "spec.analysis.prometheus.caFile: only with address: through the service proxy, the \
+             kubeconfig's credentials and the API server's CA are used",
+            "spec.analysis.prometheus.timeout: \"10m\" is longer than the most allowed, 5m",
+            "spec.analysis.interval: invalid duration \"1x\": unknown unit \"x\" (units are ms, s, \
+             m, h and d, e.g. 30s, 5m, 1h30m; a bare number is seconds)",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_template_is_refused_naming_the_field() {
+    let yaml = format!(
+        "{MINIMAL}  analysis:\n    prometheus: {{address: \"http://p:9090\"}}\n    metrics:\n      \
+         - {{name: ok, template: request-sucess-rate}}\n"
+    );
+    let err = parse_str(&yaml, "t.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("spec.analysis.metrics[0].template: unknown variant `request-sucess-rate`, expected one of `request-success-rate`, `request-duration-p99`, `request-duration-p90`, `request-duration-p50`, `request-rate`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hooks_are_checked() {
+    let yaml = format!(
+        "{MINIMAL}  hooks:\n    \
+         - {{name: Freeze, url: \"ftp://x\", on: [], retries: 9, timeout: 0s}}\n    \
+         - {{name: Freeze, url: \"http://x/h\", on: [event]}}\n"
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "spec.hooks[0].name: invalid hook name \"Freeze\": 'F' is not allowed (lower-case \
+             letters, digits and '-' only)",
+            "spec.hooks[0].url: invalid hook URL \"ftp://x\": must be http:// or https:// with a \
+             host",
+            "spec.hooks[0].on: list when it is called: pre-start, pre-step, pre-promote, \
+             post-promote, rollback or event",
+            "spec.hooks[0].timeout: must be more than 0",
+            "spec.hooks[0].retries: 9 retries; at most 5",
+            "spec.hooks[1].name: duplicate hook \"Freeze\" (already at spec.hooks[0])",
         ]
     );
 }

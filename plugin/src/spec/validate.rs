@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use policy_sdk::rules::{self, quote, RuleError};
 
 use super::error::FieldError;
-use super::model::{AnalysisSpec, PolicySpec, Release, ServiceSpec, API_VERSION, KIND};
+use super::model::{AnalysisSpec, HookSpec, PolicySpec, Release, ServiceSpec, API_VERSION, KIND};
 
 pub use policy_sdk::stages::cookie_regex;
 
@@ -68,6 +68,7 @@ pub fn validate(release: &Release) -> Vec<FieldError> {
     if let Some(analysis) = &release.spec.analysis {
         analysis_spec(&mut p, analysis);
     }
+    hooks(&mut p, &release.spec.hooks);
     p.0
 }
 
@@ -324,19 +325,62 @@ fn module(p: &mut Problems, module: &str) {
 
 fn analysis_spec(p: &mut Problems, analysis: &AnalysisSpec) {
     let at = "spec.analysis";
-    let url = &analysis.prometheus;
-    let has_host = ["http://", "https://"]
-        .iter()
-        .any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
-    if !has_host || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        p.push(
+    let prom = &analysis.prometheus;
+    match (&prom.address, &prom.service) {
+        (Some(_), Some(_)) => p.push(
             format!("{at}.prometheus"),
-            url,
-            format!(
-                "invalid Prometheus URL {}: must be http:// or https:// with a host",
-                quote(url)
-            ),
-        );
+            "",
+            "set address or service, not both",
+        ),
+        (None, None) => p.push(
+            format!("{at}.prometheus"),
+            "",
+            "set address (a URL) or service (namespace/name:port)",
+        ),
+        (Some(url), None) => {
+            if let Err(message) = check_url(url) {
+                p.push(
+                    format!("{at}.prometheus.address"),
+                    url,
+                    format!("invalid Prometheus URL {}: {message}", quote(url)),
+                );
+            }
+        }
+        (None, Some(service)) => {
+            if let Err(message) = check_service_ref(service) {
+                p.push(format!("{at}.prometheus.service"), service, message);
+            }
+            for (field, value) in [
+                ("bearerTokenFile", &prom.bearer_token_file),
+                ("caFile", &prom.ca_file),
+            ] {
+                if value.is_some() {
+                    p.push(
+                        format!("{at}.prometheus.{field}"),
+                        value.as_deref().unwrap_or_default(),
+                        "only with address: through the service proxy, the kubeconfig's \
+                         credentials and the API server's CA are used",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(timeout) = &prom.timeout {
+        check_timeout(p, &format!("{at}.prometheus.timeout"), timeout);
+    }
+    match policy_sdk::time::duration_seconds(&analysis.interval) {
+        Err(e) => p.push(format!("{at}.interval"), &analysis.interval, e.to_string()),
+        Ok(0) => p.push(
+            format!("{at}.interval"),
+            &analysis.interval,
+            "must be at least 1s",
+        ),
+        Ok(s) if s > 86_400 => p.push(
+            format!("{at}.interval"),
+            &analysis.interval,
+            format!("{} is longer than 24h", quote(&analysis.interval)),
+        ),
+        Ok(_) => {}
     }
     if analysis.metrics.is_empty() {
         p.push(format!("{at}.metrics"), "", "list at least one metric");
@@ -363,35 +407,140 @@ fn analysis_spec(p: &mut Problems, analysis: &AnalysisSpec) {
                 );
             }
         }
-        if metric.query.trim().is_empty() {
-            p.push(format!("{m}.query"), &metric.query, "must not be empty");
-        }
-        for (name, value) in [
-            ("thresholdMin", metric.threshold_min),
-            ("thresholdMax", metric.threshold_max),
-        ] {
-            if let Some(v) = value {
-                if !v.is_finite() {
-                    p.push(
-                        format!("{m}.{name}"),
-                        v.to_string(),
-                        "must be a finite number",
-                    );
-                }
-            }
-        }
-        match (metric.threshold_min, metric.threshold_max) {
+        match (&metric.template, &metric.query) {
+            (Some(_), Some(_)) => p.push(m.clone(), &metric.name, "set template or query, not both"),
             (None, None) => p.push(
                 m.clone(),
                 &metric.name,
-                "set thresholdMin, thresholdMax or both",
+                "set template (request-success-rate, request-duration-p99, ...) or query (PromQL)",
             ),
-            (Some(min), Some(max)) if min > max => p.push(
-                format!("{m}.thresholdMax"),
-                max.to_string(),
-                format!("thresholdMax {max} is below thresholdMin {min}"),
-            ),
-            _ => {}
+            (None, Some(query)) if query.trim().is_empty() => {
+                p.push(format!("{m}.query"), query, "must not be empty")
+            }
+            (None, Some(query)) => {
+                let vars = super::analysis::QueryVars {
+                    service: "s",
+                    namespace: "n",
+                    version: "v",
+                    role: "canary",
+                    interval: "60s",
+                };
+                if let Err(e) = super::analysis::expand(query, &vars) {
+                    p.push(format!("{m}.query"), query, e.to_string());
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// `http://` or `https://` with a host, and nothing a URL cannot hold.
+fn check_url(url: &str) -> Result<(), String> {
+    let has_host = ["http://", "https://"]
+        .iter()
+        .any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')));
+    if !has_host || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be http:// or https:// with a host".to_string());
+    }
+    Ok(())
+}
+
+/// `namespace/name:port`: both DNS-1123 labels, the port a number 1..=65535 or a port name.
+fn check_service_ref(service: &str) -> Result<(), String> {
+    let shape = || {
+        format!(
+            "invalid Prometheus service {}: expected namespace/name:port, e.g. istio-system/prometheus:9090",
+            quote(service)
+        )
+    };
+    let (namespace, rest) = service.split_once('/').ok_or_else(shape)?;
+    let (name, port) = rest.split_once(':').ok_or_else(shape)?;
+    for part in [namespace, name] {
+        rules::check_dns1123_label(part).map_err(|e| format!("{}: {}", shape(), e.reason))?;
+    }
+    let numeric = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let named = !port.is_empty()
+        && port.len() <= 15
+        && port
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !numeric && !named {
+        return Err(format!("{}: bad port {}", shape(), quote(port)));
+    }
+    Ok(())
+}
+
+fn check_timeout(p: &mut Problems, at: &str, text: &str) {
+    use super::analysis::MAX_TIMEOUT;
+    match policy_sdk::time::duration_millis(text) {
+        Err(e) => p.push(at, text, e.to_string()),
+        Ok(0) => p.push(at, text, "must be more than 0"),
+        Ok(ms) if u128::from(ms) > MAX_TIMEOUT.as_millis() => p.push(
+            at,
+            text,
+            format!("{} is longer than the most allowed, 5m", quote(text)),
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// The most hooks a release may have, and the most retries of one.
+const MAX_HOOKS: usize = 32;
+const MAX_RETRIES: u32 = 5;
+
+fn hooks(p: &mut Problems, hooks: &[HookSpec]) {
+    if hooks.len() > MAX_HOOKS {
+        p.push(
+            "spec.hooks",
+            hooks.len().to_string(),
+            format!("{} hooks; at most {MAX_HOOKS}", hooks.len()),
+        );
+        return;
+    }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, hook) in hooks.iter().enumerate() {
+        let h = format!("spec.hooks[{i}]");
+        if let Some(first) = seen.get(hook.name.as_str()) {
+            p.push(
+                format!("{h}.name"),
+                &hook.name,
+                format!("duplicate hook {} (already at spec.hooks[{first}])", quote(&hook.name)),
+            );
+        } else {
+            seen.insert(&hook.name, i);
+            if let Err(e) = rules::check_dns1123_label(&hook.name) {
+                p.push(
+                    format!("{h}.name"),
+                    &hook.name,
+                    format!("invalid hook name {}: {}", quote(&hook.name), e.reason),
+                );
+            }
+        }
+        if let Err(message) = check_url(&hook.url) {
+            p.push(
+                format!("{h}.url"),
+                &hook.url,
+                format!("invalid hook URL {}: {message}", quote(&hook.url)),
+            );
+        }
+        if hook.on.is_empty() {
+            p.push(
+                format!("{h}.on"),
+                "",
+                "list when it is called: pre-start, pre-step, pre-promote, post-promote, rollback or event",
+            );
+        }
+        if let Some(timeout) = &hook.timeout {
+            check_timeout(p, &format!("{h}.timeout"), timeout);
+        }
+        if let Some(retries) = hook.retries {
+            if retries > MAX_RETRIES {
+                p.push(
+                    format!("{h}.retries"),
+                    retries.to_string(),
+                    format!("{retries} retries; at most {MAX_RETRIES}"),
+                );
+            }
         }
     }
 }
