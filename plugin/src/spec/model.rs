@@ -327,7 +327,10 @@ fn prometheus_spec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Prometh
                 ..PrometheusSpec::default()
             })
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PrometheusSpec, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> Result<PrometheusSpec, A::Error> {
             PrometheusSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
         }
     }

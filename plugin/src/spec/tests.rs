@@ -100,7 +100,10 @@ fn full_spec_parses_with_every_field() {
         analysis.metrics[0].template,
         Some(super::MetricTemplate::RequestSuccessRate)
     );
-    assert_eq!(release.spec.hooks[0].on, [super::HookEvent::PreStep, super::HookEvent::PrePromote]);
+    assert_eq!(
+        release.spec.hooks[0].on,
+        [super::HookEvent::PreStep, super::HookEvent::PrePromote]
+    );
 }
 
 #[test]

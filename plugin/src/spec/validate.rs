@@ -408,7 +408,9 @@ fn analysis_spec(p: &mut Problems, analysis: &AnalysisSpec) {
             }
         }
         match (&metric.template, &metric.query) {
-            (Some(_), Some(_)) => p.push(m.clone(), &metric.name, "set template or query, not both"),
+            (Some(_), Some(_)) => {
+                p.push(m.clone(), &metric.name, "set template or query, not both")
+            }
             (None, None) => p.push(
                 m.clone(),
                 &metric.name,
@@ -436,9 +438,10 @@ fn analysis_spec(p: &mut Problems, analysis: &AnalysisSpec) {
 
 /// `http://` or `https://` with a host, and nothing a URL cannot hold.
 fn check_url(url: &str) -> Result<(), String> {
-    let has_host = ["http://", "https://"]
-        .iter()
-        .any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')));
+    let has_host = ["http://", "https://"].iter().any(|s| {
+        url.strip_prefix(s)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    });
     if !has_host || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must be http:// or https:// with a host".to_string());
     }
@@ -504,7 +507,10 @@ fn hooks(p: &mut Problems, hooks: &[HookSpec]) {
             p.push(
                 format!("{h}.name"),
                 &hook.name,
-                format!("duplicate hook {} (already at spec.hooks[{first}])", quote(&hook.name)),
+                format!(
+                    "duplicate hook {} (already at spec.hooks[{first}])",
+                    quote(&hook.name)
+                ),
             );
         } else {
             seen.insert(&hook.name, i);
