@@ -16,6 +16,7 @@ mod completion;
 mod demo;
 mod explain;
 pub mod flags;
+mod gates;
 mod get;
 mod init;
 mod lint;
@@ -29,6 +30,7 @@ mod release;
 mod render;
 mod runner;
 mod version;
+mod why;
 
 /// Top-level command line of `kubectl canary`.
 #[derive(Debug, Parser)]
@@ -134,6 +136,15 @@ pub enum Command {
     Abort(release::ReleaseArgs),
     /// Revert a finalize from the snapshot kept in the release state.
     Undo(release::FinalizeArgs),
+    /// Hold a release where it is until `resume` (recorded with the kubeconfig user).
+    Pause(gates::PauseArgs),
+    /// Let a paused release go on.
+    Resume(gates::PauseArgs),
+    /// Approve a stage a policy waits on (`approveBefore`), recorded with who and when.
+    Approve(gates::ApproveArgs),
+    /// Why a decision was taken: its inputs (metrics, gates, time, stage) and reason;
+    /// `--replay` reruns it through the recorded module.
+    Why(why::WhyArgs),
     /// Show a release as a tree: services, subsets with weights and ready pods, the rules in
     /// force, and the last decision (`--watch` to follow it).
     Get(get::GetArgs),
@@ -217,6 +228,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finalize(args) => block_on(release::finalize(args, &global)),
         Command::Abort(args) => block_on(release::abort(args, &global)),
         Command::Undo(args) => block_on(release::undo(args, &global)),
+        Command::Pause(args) => block_on(gates::pause(args, &global)),
+        Command::Resume(args) => block_on(gates::resume(args, &global)),
+        Command::Approve(args) => block_on(gates::approve(args, &global)),
+        Command::Why(args) => block_on(why::run(args, &global)),
         Command::Plan(args) => plan::run(args, &global),
         Command::Demo(args) => block_on(demo::run(args, &global)),
         Command::Completion(args) => completion::run(args),

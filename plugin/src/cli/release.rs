@@ -183,8 +183,29 @@ async fn engine(
     .with_propagation(propagation))
 }
 
+/// An engine for the commands that only write the record (no propagation to wait for).
+pub(super) async fn engine_for(
+    global: &GlobalArgs,
+    mutation: &MutationArgs,
+) -> anyhow::Result<Engine> {
+    let cluster = Cluster::connect(&global.connect_options()).await?;
+    Ok(Engine::new(
+        cluster,
+        mode(mutation.dry_run),
+        ApplyOptions {
+            field_manager: mutation.manager.field_manager.clone(),
+            ..ApplyOptions::default()
+        },
+    ))
+}
+
+/// Print what a command did (see [`report`]).
+pub(super) fn print_outcome(outcome: &Outcome, mutation: &MutationArgs) -> anyhow::Result<()> {
+    report(outcome, mutation)
+}
+
 /// Map engine errors to exit codes: a lost race exits 3.
-fn coded(err: EngineError) -> anyhow::Error {
+pub(super) fn coded(err: EngineError) -> anyhow::Error {
     if err.is_conflict() {
         CodedError::new(CONFLICT, err).into()
     } else {
@@ -463,6 +484,9 @@ fn summary(outcome: &Outcome) -> String {
 /// Print what a mutating command did: a summary with kubectl-style object lines, or (with -o)
 /// the release's objects in apply order.
 fn report(outcome: &Outcome, mutation: &MutationArgs) -> anyhow::Result<()> {
+    for warning in &outcome.warnings {
+        eprintln!("warning: {}", Safe(warning));
+    }
     let mut out = std::io::stdout().lock();
     if let Some(format) = mutation.output {
         let set = desired_objects(&outcome.record)?;

@@ -221,6 +221,33 @@ fn kubeconfig_env_paths() -> Option<Vec<PathBuf>> {
 
 /// True when `$KUBECONFIG` lists several files or a file that does not exist: the cases where
 /// kubectl's rule (skip the missing, merge the rest) differs from kube-rs's.
+/// Who the operator is, for the record of `pause`, `resume` and `approve`: the user of the
+/// kubeconfig context in use (`--context`, else the current one), as kubectl's
+/// `config view --minify` names it; in a pod without a kubeconfig, its service account.
+pub fn kubeconfig_user(opts: &ConnectOptions) -> String {
+    let kubeconfig = match &opts.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).ok(),
+        None if kubeconfig_env_has_several_or_missing() => read_env_kubeconfigs().ok(),
+        None => Kubeconfig::read().ok(),
+    };
+    let from_kubeconfig = kubeconfig.and_then(|k| {
+        let context = opts.context.clone().or(k.current_context.clone())?;
+        k.contexts
+            .iter()
+            .find(|c| c.name == context)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone())
+    });
+    if let Some(user) = from_kubeconfig {
+        return user;
+    }
+    let account =
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|ns| format!("system:serviceaccount:{}", ns.trim()));
+    account.unwrap_or_else(|| "unknown".to_string())
+}
+
 fn kubeconfig_env_has_several_or_missing() -> bool {
     kubeconfig_env_paths().is_some_and(|paths| paths.len() > 1 || !paths[0].exists())
 }

@@ -60,12 +60,17 @@
 use std::collections::BTreeMap;
 
 use kube::api::ListParams;
-use policy_sdk::{Action, Decision, Event, Input, Phase, Role, WeightOverride, ABI_VERSION};
+use std::sync::Arc;
+
+use policy_sdk::{
+    Action, Decision, Event, GateKind, Input, MetricSample, Phase, Role, WeightOverride,
+    ABI_VERSION,
+};
 use serde_json::Value;
 
 use super::desired::{deployments_to_delete, desired_objects};
 use super::machine::{self, Next, Refusal, Verdict};
-use super::record::{PolicyIdentity, ReleaseRecord};
+use super::record::{KeptDecision, PolicyIdentity, ReleaseRecord};
 use crate::cluster::apply::{Applier, ApplyOptions, BatchError};
 use crate::cluster::clone::{canary_deployment, CloneError, CloneRequest};
 use crate::cluster::order::{self, stamp_of, ObjectSet, Op};
@@ -74,7 +79,8 @@ use crate::cluster::state::{StateStore, Versioned};
 use crate::cluster::{inventory, resources, Cluster, ClusterError};
 use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL, RELEASE_LABEL};
 use crate::render::RenderError;
-use crate::spec::Release;
+use crate::signals::{self, hooks, MetricFailure, MetricSource, Prometheus, QueryError};
+use crate::spec::{HookEvent, Release};
 
 /// How many times a command re-reads and re-plans when another command converging the same
 /// record wrote one of its objects first.
@@ -168,6 +174,37 @@ pub enum EngineError {
     /// The operator's input does not fit the release (e.g. an unknown `--service`).
     #[error("{0}")]
     Input(Refusal),
+    /// `start` could not measure the analysis: a query Prometheus refused, or Prometheus could
+    /// not be reached. Nothing was applied.
+    #[error("cannot start release {release:?}: {failure}; nothing applied")]
+    Analysis {
+        /// Release name.
+        release: String,
+        /// The first query that failed.
+        #[source]
+        failure: MetricFailure,
+    },
+    /// The analysis' Prometheus could not be set up (a token or CA file).
+    #[error("spec.analysis.prometheus: {0}")]
+    Prometheus(#[source] QueryError),
+    /// A gating webhook closed its gate for a command the operator asked for (start, promote).
+    #[error("{command} held: {gate}; nothing applied")]
+    GateClosed {
+        /// `start` or `promote`.
+        command: &'static str,
+        /// `gate NAME (KIND) is closed: ANSWER`.
+        gate: String,
+    },
+    /// The release is paused.
+    #[error("release {release:?} is paused by {by} since {at}: `kubectl canary resume {release}` lets it go on")]
+    Paused {
+        /// Release name.
+        release: String,
+        /// Who paused it.
+        by: String,
+        /// When.
+        at: String,
+    },
     /// The objects prove the record this command read stale: a newer change was recorded
     /// after it (exit 3).
     #[error("release {release} changed under you (its objects carry generation {seen}, newer than generation {read} this command read); nothing of this command was applied — rerun it to act on the current state")]
@@ -218,6 +255,8 @@ pub struct Outcome {
     pub converged: bool,
     /// When the policy wants to be asked again, seconds.
     pub requeue_after_seconds: Option<u64>,
+    /// Hooks that could not be told (a told hook never changes the release).
+    pub warnings: Vec<String>,
 }
 
 /// Options of `start`.
@@ -278,6 +317,7 @@ pub struct Engine {
     mode: Mode,
     clock: Box<dyn Fn() -> jiff::Timestamp + Send + Sync>,
     propagation: Propagation,
+    metric_source: Option<Arc<dyn MetricSource>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -309,7 +349,14 @@ impl Engine {
             mode,
             clock: Box::new(jiff::Timestamp::now),
             propagation: Propagation::disabled(),
+            metric_source: None,
         }
+    }
+
+    /// Measure the analysis with `source` instead of the spec's Prometheus (`demo`, tests).
+    pub fn with_metric_source(mut self, source: Arc<dyn MetricSource>) -> Self {
+        self.metric_source = Some(source);
+        self
     }
 
     /// Replace the clock (tests and `demo` advance time without waiting).
@@ -372,6 +419,7 @@ impl Engine {
                     ops: current.converged,
                     converged,
                     requeue_after_seconds: None,
+                    warnings: Vec::new(),
                 });
             }
             if !current.record.is_terminal() {
@@ -382,8 +430,19 @@ impl Engine {
                 });
             }
         }
-        let created = self.precheck_and_clone(spec, options).await?;
         let now = self.now();
+        // Measured first: a query Prometheus refuses, or a closed gate, stops the start before
+        // anything (a cloned canary Deployment) is created.
+        let measured = self.measure(spec, true).await?;
+        let payload = hook_payload(spec, None, Event::Start, &now);
+        let gates = hooks::gates(&spec.spec.hooks, &[GateKind::PreStart], &payload).await;
+        if let Some(gate) = hooks::closed(&gates, &[GateKind::PreStart]) {
+            return Err(EngineError::GateClosed {
+                command: "start",
+                gate,
+            });
+        }
+        let created = self.precheck_and_clone(spec, options).await?;
         let info = spec.release_info();
         let input = Input {
             abi: ABI_VERSION,
@@ -400,8 +459,8 @@ impl Engine {
                 paused: false,
                 approvals: Vec::new(),
             },
-            metrics: BTreeMap::new(),
-            gates: BTreeMap::new(),
+            metrics: measured,
+            gates,
         };
         let decision = self.ask(decider, &input)?;
         let blank = ReleaseRecord {
@@ -419,6 +478,10 @@ impl Engine {
             snapshot: None,
             next_decision_at: None,
             driver: None,
+            paused: None,
+            approvals: Vec::new(),
+            history_base: 0,
+            decisions: Vec::new(),
         };
         let live = live_objects(&self.cluster, &blank).await?;
         // Objects left by an earlier release of this name may carry newer stamps than its
@@ -427,8 +490,9 @@ impl Engine {
             .as_ref()
             .map_or(0, |v| v.record.generation)
             .max(newest_stamp(&live));
-        let next =
+        let mut next =
             machine::start(blank, &decision, previous, &now).map_err(|r| refused(decider, r))?;
+        keep(&mut next.record, &input, 0, &decision, decider);
         // Check the stage renders before anything is written.
         // Rendered before the record is written (a record that cannot render is never
         // stored), and applied as rendered.
@@ -458,7 +522,15 @@ impl Engine {
         let ops = self
             .apply_record(&next.record, &resource_version, live, Some(want))
             .await?;
-        Ok(outcome(next, ops))
+        let warnings = if self.mode == Mode::Apply {
+            tell(&next.record, Event::Start, &now).await
+        } else {
+            Vec::new()
+        };
+        Ok(Outcome {
+            warnings,
+            ..outcome(next, ops)
+        })
     }
 
     /// Ask the policy about `event` (step, tick, promote, abort, set-weight) and apply its
@@ -485,14 +557,67 @@ impl Engine {
                 ops: current.converged,
                 converged: true,
                 requeue_after_seconds: None,
+                warnings: Vec::new(),
             });
         }
         let record = &current.record;
         machine::check_phase(record.phase, event).map_err(|r| wrong_phase(record, r))?;
+        if let Some(mark) = &record.paused {
+            match event {
+                Event::Step => {
+                    return Err(EngineError::Paused {
+                        release: record.spec.name().to_string(),
+                        by: mark.by.clone(),
+                        at: mark.at.clone(),
+                    })
+                }
+                // `run` and the runner wait: nothing is measured, no hook is asked.
+                Event::Tick => {
+                    return Ok(Outcome {
+                        reason: format!(
+                            "paused by {} since {}: `kubectl canary resume {}` lets it go on",
+                            mark.by,
+                            mark.at,
+                            record.spec.name()
+                        ),
+                        record: current.record,
+                        action: Some(Action::Hold),
+                        ops: current.converged,
+                        converged: false,
+                        requeue_after_seconds: None,
+                        warnings: Vec::new(),
+                    });
+                }
+                _ => {}
+            }
+        }
         let now = self.now();
         let mut state = record.policy_state();
         if event == Event::SetWeight {
             state.override_ = weight.clone();
+        }
+        // The operator's abort and set-weight do not wait on measurements; the rest are
+        // measured and gated.
+        let gate_kinds: &[GateKind] = match event {
+            Event::Step | Event::Tick => &[GateKind::PreStep, GateKind::PrePromote],
+            Event::Promote => &[GateKind::PrePromote],
+            _ => &[],
+        };
+        let (metrics, gates) = if gate_kinds.is_empty() {
+            (BTreeMap::new(), BTreeMap::new())
+        } else {
+            let metrics = self.measure(&record.spec, false).await?;
+            let payload = hook_payload(&record.spec, Some(record), event, &now);
+            let gates = hooks::gates(&record.spec.spec.hooks, gate_kinds, &payload).await;
+            (metrics, gates)
+        };
+        if event == Event::Promote {
+            if let Some(gate) = hooks::closed(&gates, &[GateKind::PrePromote]) {
+                return Err(EngineError::GateClosed {
+                    command: "promote",
+                    gate,
+                });
+            }
         }
         let input = Input {
             abi: ABI_VERSION,
@@ -501,8 +626,8 @@ impl Engine {
             release: record.spec.release_info(),
             config: record.spec.spec.policy.config.clone(),
             state,
-            metrics: BTreeMap::new(),
-            gates: BTreeMap::new(),
+            metrics,
+            gates,
         };
         let decision = match (event, self.ask(decider, &input)) {
             (_, Ok(decision)) => decision,
@@ -514,9 +639,124 @@ impl Engine {
             },
             (_, Err(e)) => return Err(e),
         };
-        let verdict = machine::decide(record, event, &decision, weight.as_ref(), &now)
+        let mut verdict = machine::decide(record, event, &decision, weight.as_ref(), &now)
             .map_err(|r| refused(decider, r))?;
+        // The host holds the gates whatever the policy answered: a closed pre-step gate stops
+        // any new stage, a closed pre-promote gate stops completing.
+        if let Verdict::Change(next) = &verdict {
+            let kinds: &[GateKind] = match next.action {
+                Action::Advance if matches!(event, Event::Step | Event::Tick) => {
+                    &[GateKind::PreStep]
+                }
+                Action::Complete if matches!(event, Event::Step | Event::Tick) => {
+                    &[GateKind::PreStep, GateKind::PrePromote]
+                }
+                _ => &[],
+            };
+            if let Some(gate) = hooks::closed(&input.gates, kinds) {
+                verdict = Verdict::Unchanged {
+                    action: Some(Action::Hold),
+                    reason: format!(
+                        "{gate}; holding (the policy answered {}: {})",
+                        next.action.as_str(),
+                        decision.reason
+                    ),
+                    requeue_after_seconds: decision.requeue_after_seconds,
+                };
+            }
+        }
+        let measured = record.spec.spec.analysis.is_some() || !record.spec.spec.hooks.is_empty();
+        let number = record.last_number().map_or(0, |n| n + 1);
+        let history_from = record.policy_history_from();
+        let verdict = match verdict {
+            // A release whose decisions rest on signals keeps every check (see
+            // `machine::recorded_hold`).
+            Verdict::Unchanged {
+                action: Some(Action::Hold),
+                reason,
+                ..
+            } if measured => {
+                let mut next = machine::recorded_hold(record, &decision, &reason, &now);
+                keep(&mut next.record, &input, history_from, &decision, decider);
+                debug_assert_eq!(next.record.last_number(), Some(number));
+                Verdict::Change(Box::new(next))
+            }
+            Verdict::Change(mut next) => {
+                keep(&mut next.record, &input, history_from, &decision, decider);
+                Verdict::Change(next)
+            }
+            unchanged => unchanged,
+        };
+        let mut outcome = self.commit(current, verdict).await?;
+        if self.mode == Mode::Apply && outcome.action.is_some() && measured {
+            outcome.warnings = tell(&outcome.record, event, &now).await;
+        }
+        Ok(outcome)
+    }
+
+    /// `pause`: hold the release until `resume`, whoever drives it (`by`: the kubeconfig user).
+    pub async fn pause(
+        &self,
+        current: Versioned<ReleaseRecord>,
+        by: &str,
+    ) -> Result<Outcome, EngineError> {
+        let current = self.ready(current).await?;
+        let verdict = machine::pause(&current.record, by, &self.now())
+            .map_err(|r| wrong_phase(&current.record, r))?;
         self.commit(current, verdict).await
+    }
+
+    /// `resume`: a paused release goes on from where it was.
+    pub async fn resume(
+        &self,
+        current: Versioned<ReleaseRecord>,
+        by: &str,
+    ) -> Result<Outcome, EngineError> {
+        let current = self.ready(current).await?;
+        let verdict =
+            machine::resume(&current.record, by).map_err(|r| wrong_phase(&current.record, r))?;
+        self.commit(current, verdict).await
+    }
+
+    /// `approve`: record `by`'s approval of `stage` (default: the next one).
+    pub async fn approve(
+        &self,
+        current: Versioned<ReleaseRecord>,
+        stage: Option<u32>,
+        by: &str,
+    ) -> Result<Outcome, EngineError> {
+        let current = self.ready(current).await?;
+        let verdict = machine::approve(&current.record, stage, by, &self.now())
+            .map_err(|r| wrong_phase(&current.record, r))?;
+        self.commit(current, verdict).await
+    }
+
+    /// The analysis' metrics of `spec`, measured now (none without an analysis). `strict`
+    /// (`start`) refuses a spec whose queries do not all answer; otherwise failures stay in the
+    /// samples, for the policy to hold on.
+    async fn measure(
+        &self,
+        spec: &Release,
+        strict: bool,
+    ) -> Result<BTreeMap<String, MetricSample>, EngineError> {
+        let Some(analysis) = &spec.spec.analysis else {
+            return Ok(BTreeMap::new());
+        };
+        let source: Arc<dyn MetricSource> = match &self.metric_source {
+            Some(source) => source.clone(),
+            None => Arc::new(
+                Prometheus::new(&analysis.prometheus, &self.cluster)
+                    .map_err(EngineError::Prometheus)?,
+            ),
+        };
+        let mut measured = signals::measure(source.as_ref(), analysis, spec).await;
+        if strict && !measured.failures.is_empty() {
+            return Err(EngineError::Analysis {
+                release: spec.name().to_string(),
+                failure: measured.failures.remove(0),
+            });
+        }
+        Ok(measured.metrics)
     }
 
     /// Make the canary the only version: routes to the canary subset only, the stable subset
@@ -607,10 +847,22 @@ impl Engine {
                     ops: converged,
                     converged: false,
                     requeue_after_seconds,
+                    warnings: Vec::new(),
                 })
             }
             Verdict::Change(next) => *next,
         };
+        if next.record.generation == record.generation {
+            // Only the record changes (a recorded hold, a pause, an approval): the routing is
+            // the one in force, so nothing is applied. The write is still conditional on the
+            // resourceVersion read, which fences it like any other.
+            if self.mode != Mode::Preview {
+                self.store
+                    .update(next.record.spec.name(), &next.record, &resource_version)
+                    .await?;
+            }
+            return Ok(outcome(next, converged));
+        }
         // Rendered before the record is written (a record that cannot render is never
         // stored), and applied as rendered.
         let want = desired_objects(&next.record)?;
@@ -851,6 +1103,74 @@ fn check_stamps(record: &ReleaseRecord, live: &ObjectSet) -> Result<(), EngineEr
     Ok(())
 }
 
+/// Keep `input` and `decision` in `record` (whose newest history entry is the decision's), with
+/// the signals on that entry.
+fn keep(
+    record: &mut ReleaseRecord,
+    input: &Input,
+    history_from: u64,
+    decision: &Decision,
+    decider: &dyn Decider,
+) {
+    use sha2::{Digest, Sha256};
+    let digest = |bytes: Vec<u8>| hex::encode(Sha256::digest(bytes));
+    record.record_signals(&input.metrics, &input.gates);
+    let mut state = input.state.clone();
+    state.history = Vec::new();
+    let kept = KeptDecision {
+        number: record.last_number().unwrap_or(0),
+        event: input.event,
+        now: input.now.clone(),
+        state,
+        history_from,
+        metrics: input.metrics.clone(),
+        gates: input.gates.clone(),
+        input_sha256: digest(serde_json::to_vec(input).unwrap_or_default()),
+        module_sha256: decider.identity().sha256.clone(),
+        output_sha256: digest(serde_json::to_vec(decision).unwrap_or_default()),
+        action: decision.action,
+        reason: decision.reason.clone(),
+        stage: decision.stage.as_ref().map(|s| (s.index, s.name.clone())),
+    };
+    record.keep_decision(kept);
+}
+
+/// The JSON a webhook receives: the release, the stage in force, the phase and the last
+/// decision. Hooks add their own name, `on` and `metadata`.
+fn hook_payload(spec: &Release, record: Option<&ReleaseRecord>, event: Event, now: &str) -> Value {
+    let last = record.and_then(|r| r.history.last());
+    serde_json::json!({
+        "release": spec.name(),
+        "namespace": spec.namespace(),
+        "event": event,
+        "at": now,
+        "phase": record.map(|r| r.phase),
+        "stage": record.map(|r| serde_json::json!({"index": r.stage.index, "name": r.stage.name})),
+        "lastDecision": last.map(|h| serde_json::json!({"action": h.action, "reason": h.reason, "at": h.at, "stage": h.stage})),
+    })
+}
+
+/// Tell the hooks about a recorded decision: `event` hooks always, `post-promote` when it
+/// promoted, `rollback` when it rolled back or aborted. Returns warnings for hooks not told.
+async fn tell(record: &ReleaseRecord, event: Event, now: &str) -> Vec<String> {
+    let hooks_spec = &record.spec.spec.hooks;
+    if hooks_spec.is_empty() {
+        return Vec::new();
+    }
+    let payload = hook_payload(&record.spec, Some(record), event, now);
+    let mut told = vec![HookEvent::Event];
+    match record.history.last().map(|h| h.action) {
+        Some(Action::Complete) => told.push(HookEvent::PostPromote),
+        Some(Action::Rollback) => told.push(HookEvent::Rollback),
+        _ => {}
+    }
+    let mut warnings = Vec::new();
+    for on in told {
+        warnings.extend(hooks::tell(hooks_spec, on, &payload).await);
+    }
+    warnings
+}
+
 fn interrupted_reason(record: &ReleaseRecord, then: &str) -> String {
     let mut reason = format!(
         "finished an interrupted change: stage {} ({}) now fully applied",
@@ -871,6 +1191,7 @@ fn outcome(next: Next, ops: Vec<Op>) -> Outcome {
         ops,
         converged: false,
         requeue_after_seconds: next.requeue_after_seconds,
+        warnings: Vec::new(),
     }
 }
 

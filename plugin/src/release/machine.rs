@@ -25,11 +25,11 @@
 use std::collections::BTreeMap;
 
 use policy_sdk::{
-    Action, Decision, Destination, Event, Phase, ReleaseInfo, Role, Stage, WeightOverride,
+    Action, Approval, Decision, Destination, Event, Phase, ReleaseInfo, Role, Stage, WeightOverride,
 };
 use serde_json::Value;
 
-use super::record::{ReleaseRecord, Snapshot};
+use super::record::{PauseMark, ReleaseRecord, Snapshot};
 use super::view::share;
 use crate::render;
 
@@ -378,6 +378,12 @@ pub fn decide(
         _ => next.weight_override,
     };
     next.phase = phase;
+    if matches!(event, Event::Promote | Event::Abort) {
+        // The operator took the release out of its pause; `set-weight` keeps it.
+        next.paused = None;
+    } else if next.paused.is_some() {
+        next.phase = Phase::Paused;
+    }
     next.generation = record.generation + 1;
     next.record(action, Some(stage), &reason, now);
     Ok(Verdict::Change(Box::new(Next {
@@ -499,6 +505,114 @@ pub fn undo(record: &ReleaseRecord, now: &str) -> Result<Verdict, Refusal> {
     })))
 }
 
+/// A hold that is recorded (a release whose decisions rest on metrics or gates keeps every
+/// check in its history, so that a policy can count consecutive passes and failures, and `why`
+/// can show it): the same routing and generation, one more history entry.
+pub fn recorded_hold(record: &ReleaseRecord, decision: &Decision, reason: &str, now: &str) -> Next {
+    let mut next = record.clone();
+    next.record(Action::Hold, None, reason, now);
+    Next {
+        record: next,
+        action: Action::Hold,
+        reason: reason.to_string(),
+        requeue_after_seconds: decision.requeue_after_seconds,
+    }
+}
+
+/// `pause`: the release holds (phase Paused) until `resume`, whoever drives it. Only while it
+/// can still progress.
+pub fn pause(record: &ReleaseRecord, by: &str, now: &str) -> Result<Verdict, Refusal> {
+    if let Some(mark) = &record.paused {
+        return Ok(Verdict::Unchanged {
+            action: None,
+            reason: format!("already paused by {} at {}", mark.by, mark.at),
+            requeue_after_seconds: None,
+        });
+    }
+    if !matches!(record.phase, Phase::Progressing | Phase::Paused) {
+        return Err(Refusal::WrongPhase {
+            phase: record.phase,
+            hint: "only a progressing release can be paused".to_string(),
+        });
+    }
+    let mut next = record.clone();
+    next.paused = Some(PauseMark {
+        by: by.to_string(),
+        at: now.to_string(),
+        phase: record.phase,
+    });
+    next.phase = Phase::Paused;
+    let reason = format!("paused by {by}");
+    Ok(Verdict::Change(Box::new(Next {
+        record: next,
+        action: Action::Hold,
+        reason,
+        requeue_after_seconds: None,
+    })))
+}
+
+/// `resume`: back to the phase before the pause.
+pub fn resume(record: &ReleaseRecord, by: &str) -> Result<Verdict, Refusal> {
+    let Some(mark) = &record.paused else {
+        return Ok(Verdict::Unchanged {
+            action: None,
+            reason: "not paused; nothing to resume".to_string(),
+            requeue_after_seconds: None,
+        });
+    };
+    let mut next = record.clone();
+    next.phase = mark.phase;
+    next.paused = None;
+    Ok(Verdict::Change(Box::new(Next {
+        record: next,
+        action: Action::Hold,
+        reason: format!("resumed by {by} (paused by {} at {})", mark.by, mark.at),
+        requeue_after_seconds: None,
+    })))
+}
+
+/// `approve --stage N` (default: the next stage): recorded for policies that wait for a
+/// person. A stage already passed, or approved, changes nothing.
+pub fn approve(
+    record: &ReleaseRecord,
+    stage: Option<u32>,
+    by: &str,
+    now: &str,
+) -> Result<Verdict, Refusal> {
+    if record.is_terminal() || record.phase == Phase::Promoted {
+        return Err(Refusal::WrongPhase {
+            phase: record.phase,
+            hint: "there is no stage left to approve".to_string(),
+        });
+    }
+    let stage = stage.unwrap_or(record.stage.index + 1);
+    if stage <= record.stage.index {
+        return Err(Refusal::Decision(format!(
+            "stage {stage} is not ahead of the stage in force ({}, {}); approve a later stage",
+            record.stage.index, record.stage.name
+        )));
+    }
+    if let Some(a) = record.approvals.iter().find(|a| a.stage == stage) {
+        return Ok(Verdict::Unchanged {
+            action: None,
+            reason: format!("stage {stage} was already approved by {} at {}", a.by, a.at),
+            requeue_after_seconds: None,
+        });
+    }
+    let mut next = record.clone();
+    next.approvals.push(Approval {
+        stage,
+        by: by.to_string(),
+        at: now.to_string(),
+    });
+    Ok(Verdict::Change(Box::new(Next {
+        record: next,
+        action: Action::Hold,
+        reason: format!("stage {stage} approved by {by}"),
+        requeue_after_seconds: None,
+    })))
+}
+
 /// The policy's reason when it gave one, else the operator command's own.
 fn reason_or(decision: &Decision, default: &str) -> String {
     if decision.reason.trim().is_empty() {
@@ -572,6 +686,10 @@ mod tests {
             snapshot: None,
             next_decision_at: None,
             driver: None,
+            paused: None,
+            approvals: Vec::new(),
+            history_base: 0,
+            decisions: Vec::new(),
             spec,
         }
     }
