@@ -57,6 +57,45 @@ pub struct HistoryArgs {
     pub output: Option<OutputFormat>,
 }
 
+/// The canary's numbers and the closed gates a decision was taken on, in one cell:
+/// `success-rate 99.5, latency-p99 120` (per service in a multi-service release:
+/// `success-rate web 99.5 api 97`), `no data`, `error`, `gate freeze closed`.
+fn signals_text(entry: &policy_sdk::HistoryEntry) -> String {
+    let value = |v: Option<f64>| match v {
+        None => "no data".to_string(),
+        Some(v) => {
+            let text = format!("{v:.3}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    let mut parts: Vec<String> = entry
+        .metrics
+        .iter()
+        .map(|(name, sample)| {
+            if sample.error.is_some() {
+                format!("{name} error")
+            } else if sample.services.is_empty() {
+                format!("{name} {}", value(sample.canary))
+            } else {
+                let per: Vec<String> = sample
+                    .services
+                    .iter()
+                    .map(|(svc, v)| format!("{svc} {}", value(v.canary)))
+                    .collect();
+                format!("{name} {}", per.join(" "))
+            }
+        })
+        .collect();
+    parts.extend(
+        entry
+            .gates
+            .iter()
+            .filter(|(_, g)| !g.open)
+            .map(|(name, _)| format!("gate {name} closed")),
+    );
+    safe(&parts.join(", ")).into_owned()
+}
+
 /// Load a release or fail with a message that says where we looked.
 pub(crate) async fn load_release(
     cluster: &Cluster,
@@ -200,15 +239,28 @@ pub async fn history(args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<(
         )?;
         return Ok(out.flush()?);
     }
-    let mut table = Table::new(&["#", "at", "action", "stage", "reason"]);
-    for (i, h) in release.record.history.iter().enumerate() {
-        table.row(vec![
-            i.to_string(),
+    let record = &release.record;
+    let signals = record
+        .history
+        .iter()
+        .any(|h| !h.metrics.is_empty() || !h.gates.is_empty());
+    let mut header = vec!["#", "at", "action", "stage", "reason"];
+    if signals {
+        header.insert(4, "canary metrics / gates");
+    }
+    let mut table = Table::new(&header);
+    for (i, h) in record.history.iter().enumerate() {
+        let mut row = vec![
+            (record.history_base + i as u64).to_string(),
             h.at.clone(),
             h.action.as_str().to_string(),
             h.stage.to_string(),
             safe(&h.reason).into_owned(),
-        ]);
+        ];
+        if signals {
+            row.insert(4, signals_text(h));
+        }
+        table.row(row);
     }
     write!(out, "{}", table.render())?;
     Ok(out.flush()?)

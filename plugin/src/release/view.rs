@@ -30,6 +30,9 @@ pub struct ReleaseView {
     pub services: Vec<ServiceView>,
     /// The last decision recorded.
     pub last_decision: Option<DecisionView>,
+    /// The operator's gates, one line each: `paused by alice at ...`, `stage 3 approved by
+    /// bob at ...`.
+    pub gates: Vec<String>,
     /// Where the live objects differ from the record, one sentence each (empty: in sync).
     pub drift: Vec<String>,
 }
@@ -74,6 +77,32 @@ pub struct DecisionView {
     pub at: String,
     /// The policy's reason.
     pub reason: String,
+    /// The canary's metrics it was taken on (`success-rate 99.5, latency-p99 120`), if any.
+    pub metrics: Vec<(String, String)>,
+}
+
+/// A metric's canary values as one short text: `99.5`, `web 99.5 api 97`, `no data`, or
+/// `error: ...`.
+fn canary_text(sample: &policy_sdk::MetricSample) -> String {
+    let value = |v: Option<f64>| match v {
+        None => "no data".to_string(),
+        Some(v) => {
+            let text = format!("{v:.3}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    if let Some(error) = &sample.error {
+        return format!("error: {error}");
+    }
+    if sample.services.is_empty() {
+        return value(sample.canary);
+    }
+    sample
+        .services
+        .iter()
+        .map(|(svc, v)| format!("{svc} {}", value(v.canary)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The view of `record` beside `live` (its live objects), with pod counts from `pods` (the
@@ -136,7 +165,23 @@ pub fn release_view(record: &ReleaseRecord, live: &ObjectSet, pods: &[Value]) ->
             action: h.action.as_str().to_string(),
             at: h.at.clone(),
             reason: h.reason.clone(),
+            metrics: h
+                .metrics
+                .iter()
+                .map(|(name, sample)| (name.clone(), canary_text(sample)))
+                .collect(),
         }),
+        gates: record
+            .paused
+            .iter()
+            .map(|p| format!("paused by {} at {}", p.by, p.at))
+            .chain(
+                record
+                    .approvals
+                    .iter()
+                    .map(|a| format!("stage {} approved by {} at {}", a.stage, a.by, a.at)),
+            )
+            .collect(),
         drift: drift(record, live),
     }
 }

@@ -84,6 +84,17 @@ pub fn render(view: &ReleaseView) -> String {
             d.at,
             Safe(&d.reason)
         );
+        if !d.metrics.is_empty() {
+            let metrics: Vec<String> = d
+                .metrics
+                .iter()
+                .map(|(name, value)| format!("{name} {}", Safe(value)))
+                .collect();
+            let _ = writeln!(out, "  canary metrics: {}", metrics.join(", "));
+        }
+    }
+    for line in &view.gates {
+        let _ = writeln!(out, "{}", Safe(line));
     }
     for line in &view.drift {
         let _ = writeln!(
@@ -277,10 +288,12 @@ mod tests {
                     rules: vec![canary_only(chained), split(90, 10)],
                 },
             ],
+            gates: Vec::new(),
             last_decision: Some(DecisionView {
                 action: "advance".into(),
                 at: "2026-11-22T10:05:00Z".into(),
                 reason: "pause 5m elapsed; 0% -> 10%".into(),
+                metrics: Vec::new(),
             }),
             drift: Vec::new(),
         }
