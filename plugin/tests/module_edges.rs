@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Vocabulary every module may import: names and limits with no dependencies of their own.
-const VOCABULARY: &[&str] = &["bounds", "exit", "labels"];
+/// Vocabulary every module may import: names, limits and client set-up with no dependencies of
+/// their own.
+const VOCABULARY: &[&str] = &["bounds", "exit", "labels", "net"];
 
 /// Which top-level modules each module's code may name (besides [`VOCABULARY`]). Modules not
 /// listed (`istio`, `manifest`, and the vocabulary itself) may import only the vocabulary.
@@ -19,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cli",
         &[
             "cluster", "demo", "exit", "istio", "labels", "lint", "manifest", "policy", "release",
-            "render", "runner", "sim", "spec", "ui",
+            "render", "runner", "signals", "sim", "spec", "ui",
         ],
     ),
     // The in-cluster runner drives releases with the engine `step` uses; the cli builds its
@@ -29,15 +30,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "demo",
         &[
-            "cluster", "istio", "manifest", "release", "render", "sim", "spec", "ui",
+            "cluster", "istio", "manifest", "release", "render", "signals", "sim", "spec", "ui",
         ],
     ),
     (
         "release",
         &[
-            "cluster", "exit", "istio", "labels", "lint", "policy", "render", "spec",
+            "cluster", "exit", "istio", "labels", "lint", "policy", "render", "signals", "spec",
         ],
     ),
+    // The host's measurements: Prometheus (directly, or through the API server's service
+    // proxy) and webhooks, for the queries and hooks the spec names.
+    ("signals", &["cluster", "spec"]),
     // `lint` and `cluster` never import each other: cluster hands back plain objects.
     ("cluster", &["exit", "istio", "labels", "spec"]),
     ("lint", &["istio", "labels", "manifest", "spec"]),

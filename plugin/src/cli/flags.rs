@@ -112,7 +112,12 @@ mod tests {
                 // read differs); the shared ones must agree.
                 // `--interval` is two flags: the wait of `run` and the refresh of `get --watch`.
                 // `--image` too: the canary's image (`init`), the runner's own (`runner install`).
-                if ["output", "filename", "help", "version", "interval", "image"].contains(&long) {
+                // `--stage` too: a stage file to render (`render`), a stage index (`approve`).
+                if [
+                    "output", "filename", "help", "version", "interval", "image", "stage",
+                ]
+                .contains(&long)
+                {
                     continue;
                 }
                 let help = help.to_string();
