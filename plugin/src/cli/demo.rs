@@ -33,6 +33,20 @@ pub struct DemoArgs {
     /// confirm propagation).
     #[arg(long, default_value = "200ms", value_parser = super::flags::duration, value_name = "DURATION")]
     pub propagation_delay: std::time::Duration,
+    /// The story: `promote` (the ramp to 100% and finalize), or `rollback` (the ramp gated on
+    /// the canary's success rate, which breaks at 50%).
+    #[arg(long, value_enum, default_value_t, value_name = "SCENARIO")]
+    pub scenario: ScenarioArg,
+}
+
+/// `--scenario` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ScenarioArg {
+    /// Promoted and finalized.
+    #[default]
+    Promote,
+    /// A metric gate breaks at 50%: rolled back.
+    Rollback,
 }
 
 /// Run the demo: in a build without the `demo` feature, the one line that says so. The
@@ -60,7 +74,11 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
         ..kube_emulator::Options::default()
     })
     .await?;
-    let spec = run::demo_spec()?;
+    let scenario = match args.scenario {
+        ScenarioArg::Promote => run::Scenario::Promote,
+        ScenarioArg::Rollback => run::Scenario::Rollback,
+    };
+    let spec = run::demo_spec(scenario)?;
     let decider =
         super::policy_decider::for_spec(&spec.spec.policy, args.cache.cache_dir.as_deref())?;
     let mut stdout = std::io::stdout();
@@ -81,6 +99,7 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
             decider: decider.as_ref(),
             requests: args.requests,
             print: &mut print,
+            scenario,
         },
     )
     .await;

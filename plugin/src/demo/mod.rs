@@ -1,5 +1,6 @@
 //! `kubectl canary demo`: a whole release on an embedded emulated cluster.
 
+pub mod metrics;
 pub mod run;
 pub mod traffic;
 pub mod workloads;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use policy_sdk::{Event, Phase};
 
+use super::metrics::{Overload, SimulatedMetrics};
 use super::traffic::{self, Client};
 use super::workloads::{istio_crds, workloads_for};
 use crate::cluster::apply::ApplyOptions;
@@ -49,6 +50,26 @@ spec:
   mtls: strict
 "#;
 
+/// What the rollback scenario adds to [`DEMO_SPEC`]: the canary's success rate, measured
+/// before every step (from the demo's simulated Prometheus), must stay at 99% or more.
+const ROLLBACK_ANALYSIS: &str = r#"  analysis:
+    prometheus: {address: "http://prometheus.istio-system:9090"}
+    interval: 1m
+    metrics:
+      - {name: success-rate, template: request-success-rate}
+"#;
+
+/// Which story the demo tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scenario {
+    /// Testers, then 20%, 50%, 100%: promoted and finalized.
+    #[default]
+    Promote,
+    /// The same ramp gated on the canary's success rate: voting-storage 2.0 fails under load
+    /// once it takes half of the traffic, the gate breaks at 50%, and the release rolls back.
+    Rollback,
+}
+
 /// Why the demo failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -77,11 +98,32 @@ pub struct DemoOptions<'a> {
     pub requests: u64,
     /// Called with each block of output as it is produced.
     pub print: &'a mut dyn FnMut(&str),
+    /// The story.
+    pub scenario: Scenario,
 }
 
-/// The spec the demo runs.
-pub fn demo_spec() -> Result<Release, spec::SpecError> {
-    spec::parse_str(DEMO_SPEC, "demo")
+/// The spec the demo runs for `scenario`.
+pub fn demo_spec(scenario: Scenario) -> Result<Release, spec::SpecError> {
+    match scenario {
+        Scenario::Promote => spec::parse_str(DEMO_SPEC, "demo"),
+        Scenario::Rollback => {
+            let yaml = DEMO_SPEC.replace(
+                "      pause: 5m\n",
+                "      pause: 5m\n      thresholds: [{metric: success-rate, min: 99}]\n",
+            ) + ROLLBACK_ANALYSIS;
+            spec::parse_str(&yaml, "demo")
+        }
+    }
+}
+
+/// The canary that fails under load in the rollback scenario.
+fn overload() -> Overload {
+    Overload {
+        service: "voting-storage".into(),
+        version: "2.0".into(),
+        from_share: 0.5,
+        error_ratio: 0.07,
+    }
 }
 
 /// Run the demo on `emulator`: install Istio's kinds and the voting app, then start, step
@@ -91,7 +133,10 @@ pub async fn run(
     emulator: &kube_emulator::Emulator,
     options: DemoOptions<'_>,
 ) -> Result<Vec<Outcome>, DemoError> {
-    let spec = demo_spec()?;
+    let spec = demo_spec(options.scenario)?;
+    let metrics = Arc::new(SimulatedMetrics::new(
+        (options.scenario == Scenario::Rollback).then(overload),
+    ));
     let fail = |e: kube_emulator::Error| DemoError::Emulator(e.to_string());
     emulator.apply_yaml(&istio_crds()).map_err(fail)?;
     for object in workloads_for(&spec) {
@@ -117,7 +162,8 @@ pub async fn run(
     );
     let engine = Engine::new(cluster.clone(), Mode::Apply, ApplyOptions::default())
         .with_clock(move || *engine_clock.lock().unwrap_or_else(|e| e.into_inner()))
-        .with_propagation(propagation);
+        .with_propagation(propagation)
+        .with_metric_source(metrics.clone());
     let print = options.print;
     print(&format!(
         "Emulated cluster at {} with the voting app (3 services, versions 1.x and 2.0).\n\
@@ -125,13 +171,25 @@ pub async fn run(
          2.0 callers only reach 2.0; strict mTLS.\n",
         emulator.url()
     ));
+    if options.scenario == Scenario::Rollback {
+        let o = overload();
+        print(&format!(
+            "Every step is gated on the canary's success rate (Istio's istio_requests_total, \
+             here from a Prometheus simulated from the demo's own traffic): it must stay at \
+             99% or more. {} {} fails {}% of its requests once it takes {}% of the traffic.\n",
+            o.service,
+            o.version,
+            o.error_ratio * 100.0,
+            o.from_share * 100.0
+        ));
+    }
 
     let mut outcomes = Vec::new();
     let outcome = engine
         .start(&spec, options.decider, &StartOptions::default())
         .await?;
     print(&confirmed.take());
-    print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+    print(&stage_report(&cluster, &spec, &outcome, options.requests, &metrics).await?);
     let mut wait = outcome.requeue_after_seconds.unwrap_or(0);
     outcomes.push(outcome);
     loop {
@@ -154,7 +212,7 @@ pub async fn run(
                 ));
             }
             print(&confirmed.take());
-            print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+            print(&stage_report(&cluster, &spec, &outcome, options.requests, &metrics).await?);
         }
         outcomes.push(outcome);
         if !changed && wait == 0 {
@@ -162,9 +220,17 @@ pub async fn run(
         }
     }
     let current = engine.load(spec.name()).await?;
+    if current.record.phase == Phase::RolledBack {
+        print(&format!(
+            "\nRolled back: all traffic is on the stable versions again, and the canaries keep \
+             running for a look (`kubectl canary why voting-v2 -n voting` shows the numbers the \
+             decision was taken on).\n"
+        ));
+        return Ok(outcomes);
+    }
     let outcome = engine.finalize(current, false).await?;
     print(&confirmed.take());
-    print(&stage_report(&cluster, &spec, &outcome, options.requests).await?);
+    print(&stage_report(&cluster, &spec, &outcome, options.requests, &metrics).await?);
     outcomes.push(outcome);
     Ok(outcomes)
 }
@@ -221,6 +287,7 @@ async fn stage_report(
     spec: &Release,
     outcome: &Outcome,
     requests: u64,
+    metrics: &SimulatedMetrics,
 ) -> Result<String, DemoError> {
     let ns = Some(cluster.namespace.as_str());
     let pods = inventory::list(cluster, resources::POD, ns).await?;
@@ -248,6 +315,7 @@ async fn stage_report(
         },
     ];
     let landing = traffic::walk(&table, &info, &chain, &clients, requests)?;
+    metrics.observe(&landing);
     let mut out = String::new();
     let action = outcome
         .action

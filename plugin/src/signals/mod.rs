@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use futures::stream::{self, StreamExt};
 use policy_sdk::{MetricSample, VersionValues};
 
-pub use prometheus::{MetricSource, Prometheus, QueryError};
+pub use prometheus::{MetricSource, Prometheus, Query, QueryError};
 
 use crate::spec::analysis::{expand, metric_query, promql_duration, QueryVars};
 use crate::spec::{AnalysisSpec, Release};
@@ -74,13 +74,20 @@ pub async fn measure(
                 };
                 // Validated with the spec: every variable is known.
                 let promql = expand(&query, &vars).unwrap_or_default();
-                queries.push((index, service.name.as_str(), role, promql));
+                queries.push((index, service.name.as_str(), version, role, promql));
             }
         }
     }
     let answers: Vec<_> = stream::iter(queries.into_iter().map(
-        |(index, service, role, promql)| async move {
-            let answer = source.query(&promql).await;
+        |(index, service, version, role, promql)| async move {
+            let query = Query {
+                promql: &promql,
+                metric: &analysis.metrics[index].name,
+                service,
+                version,
+                role,
+            };
+            let answer = source.query(query).await;
             (index, service, role, answer)
         },
     ))
@@ -150,7 +157,8 @@ mod tests {
     }
 
     impl MetricSource for Table {
-        fn query<'a>(&'a self, promql: &'a str) -> BoxFuture<'a, Result<Option<f64>, QueryError>> {
+        fn query<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Option<f64>, QueryError>> {
+            let promql = query.promql;
             self.asked.lock().unwrap().push(promql.to_string());
             let found = self
                 .answers

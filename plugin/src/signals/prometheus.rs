@@ -77,10 +77,26 @@ impl QueryError {
     }
 }
 
-/// Something that answers PromQL queries with one number or no data.
+/// One query of a decision: the PromQL, and what it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query<'a> {
+    /// The PromQL, variables replaced.
+    pub promql: &'a str,
+    /// The metric's name in the spec.
+    pub metric: &'a str,
+    /// The service measured.
+    pub service: &'a str,
+    /// Its version measured.
+    pub version: &'a str,
+    /// `stable` or `canary`.
+    pub role: &'a str,
+}
+
+/// Something that answers the analysis' queries with one number or no data: Prometheus, or a
+/// simulation (the demo's, which reads what a query measures rather than its PromQL).
 pub trait MetricSource: Send + Sync {
-    /// The value of `promql` now: `Ok(None)` when there is no data (an empty vector, NaN, Inf).
-    fn query<'a>(&'a self, promql: &'a str) -> BoxFuture<'a, Result<Option<f64>, QueryError>>;
+    /// The value of `query` now: `Ok(None)` when there is no data (an empty vector, NaN, Inf).
+    fn query<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Option<f64>, QueryError>>;
     /// Where the queries go, for messages (`http://prometheus:9090`).
     fn target(&self) -> String;
 }
@@ -246,9 +262,9 @@ impl Prometheus {
 }
 
 impl MetricSource for Prometheus {
-    fn query<'a>(&'a self, promql: &'a str) -> BoxFuture<'a, Result<Option<f64>, QueryError>> {
+    fn query<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Option<f64>, QueryError>> {
         Box::pin(async move {
-            let (status, body) = tokio::time::timeout(self.timeout, self.send(promql))
+            let (status, body) = tokio::time::timeout(self.timeout, self.send(query.promql))
                 .await
                 .map_err(|_| QueryError::Timeout {
                     target: self.target.clone(),
