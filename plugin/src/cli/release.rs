@@ -387,6 +387,10 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         let decider =
             super::policy_decider::for_record(&current.record, args.policy.cache_dir.as_deref())?;
+        if current.record.paused.is_some() {
+            // `run` waits on a paused release (a tick holds it) rather than failing as `step`.
+            event = Event::Tick;
+        }
         let outcome = engine
             .decide(current, event, decider.as_ref(), None)
             .await

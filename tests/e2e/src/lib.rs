@@ -626,3 +626,4 @@ mod tests {
         assert!(routes_to_missing_subsets(&[&a], &[&fqdn]).is_empty());
     }
 }
+pub mod webhook;
