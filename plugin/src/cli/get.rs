@@ -61,29 +61,12 @@ pub struct HistoryArgs {
 /// `success-rate 99.5, latency-p99 120` (per service in a multi-service release:
 /// `success-rate web 99.5 api 97`), `no data`, `error`, `gate freeze closed`.
 fn signals_text(entry: &policy_sdk::HistoryEntry) -> String {
-    let value = |v: Option<f64>| match v {
-        None => "no data".to_string(),
-        Some(v) => {
-            let text = format!("{v:.3}");
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        }
-    };
     let mut parts: Vec<String> = entry
         .metrics
         .iter()
-        .map(|(name, sample)| {
-            if sample.error.is_some() {
-                format!("{name} error")
-            } else if sample.services.is_empty() {
-                format!("{name} {}", value(sample.canary))
-            } else {
-                let per: Vec<String> = sample
-                    .services
-                    .iter()
-                    .map(|(svc, v)| format!("{svc} {}", value(v.canary)))
-                    .collect();
-                format!("{name} {}", per.join(" "))
-            }
+        .map(|(name, sample)| match &sample.error {
+            Some(_) => format!("{name} error"),
+            None => format!("{name} {}", view::canary_text(sample)),
         })
         .collect();
     parts.extend(

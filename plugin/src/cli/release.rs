@@ -169,18 +169,9 @@ async fn engine(
     mutation: &MutationArgs,
     propagation: &PropagationArgs,
 ) -> anyhow::Result<Engine> {
-    let cluster = Cluster::connect(&global.connect_options()).await?;
-    let propagation = propagation.propagation(&cluster, mutation.dry_run != DryRun::None);
-    Ok(Engine::new(
-        cluster,
-        mode(mutation.dry_run),
-        // Dry run and forcing are the engine's to set (from the mode, and its protocol).
-        ApplyOptions {
-            field_manager: mutation.manager.field_manager.clone(),
-            ..ApplyOptions::default()
-        },
-    )
-    .with_propagation(propagation))
+    let engine = engine_for(global, mutation).await?;
+    let propagation = propagation.propagation(engine.cluster(), mutation.dry_run != DryRun::None);
+    Ok(engine.with_propagation(propagation))
 }
 
 /// An engine for the commands that only write the record (no propagation to wait for).

@@ -14,6 +14,7 @@ use super::get::load_release;
 use super::{GlobalArgs, OutputFormat};
 use crate::cluster::Cluster;
 use crate::release::record::{KeptDecision, ReleaseRecord, KEPT_DECISIONS};
+use crate::release::view::metric_value;
 use crate::signals::hooks::gate_name;
 use crate::spec::PolicySpec;
 use crate::ui::table::Table;
@@ -138,16 +139,6 @@ fn replay(
     })
 }
 
-fn number(v: Option<f64>) -> String {
-    match v {
-        None => "no data".to_string(),
-        Some(v) => {
-            let text = format!("{v:.3}");
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        }
-    }
-}
-
 fn stage_text(stage: Option<&(u32, String)>) -> String {
     match stage {
         Some((index, name)) => format!(" → stage {index} ({})", Safe(name)),
@@ -207,8 +198,8 @@ fn text(
                 m.row(vec![
                     format!("  {name}"),
                     "-".into(),
-                    number(sample.stable),
-                    number(sample.canary),
+                    metric_value(sample.stable),
+                    metric_value(sample.canary),
                     error,
                 ]);
             } else {
@@ -216,8 +207,8 @@ fn text(
                     m.row(vec![
                         format!("  {name}"),
                         service.clone(),
-                        number(v.stable),
-                        number(v.canary),
+                        metric_value(v.stable),
+                        metric_value(v.canary),
                         if i == 0 { error.clone() } else { String::new() },
                     ]);
                 }

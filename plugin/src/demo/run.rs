@@ -221,11 +221,11 @@ pub async fn run(
     }
     let current = engine.load(spec.name()).await?;
     if current.record.phase == Phase::RolledBack {
-        print(&format!(
+        print(
             "\nRolled back: all traffic is on the stable versions again, and the canaries keep \
              running for a look (`kubectl canary why voting-v2 -n voting` shows the numbers the \
-             decision was taken on).\n"
-        ));
+             decision was taken on).\n",
+        );
         return Ok(outcomes);
     }
     let outcome = engine.finalize(current, false).await?;

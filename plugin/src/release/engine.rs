@@ -180,9 +180,9 @@ pub enum EngineError {
     Analysis {
         /// Release name.
         release: String,
-        /// The first query that failed.
+        /// The first query that failed (boxed: it is large, and errors travel by value).
         #[source]
-        failure: MetricFailure,
+        failure: Box<MetricFailure>,
     },
     /// The analysis' Prometheus could not be set up (a token or CA file).
     #[error("spec.analysis.prometheus: {0}")]
@@ -376,6 +376,11 @@ impl Engine {
 
     fn now(&self) -> String {
         (self.clock)().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    /// The cluster the engine works on.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// The namespace the engine works in.
@@ -753,7 +758,7 @@ impl Engine {
         if strict && !measured.failures.is_empty() {
             return Err(EngineError::Analysis {
                 release: spec.name().to_string(),
-                failure: measured.failures.remove(0),
+                failure: Box::new(measured.failures.remove(0)),
             });
         }
         Ok(measured.metrics)

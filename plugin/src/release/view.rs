@@ -81,16 +81,21 @@ pub struct DecisionView {
     pub metrics: Vec<(String, String)>,
 }
 
-/// A metric's canary values as one short text: `99.5`, `web 99.5 api 97`, `no data`, or
-/// `error: ...`.
-fn canary_text(sample: &policy_sdk::MetricSample) -> String {
-    let value = |v: Option<f64>| match v {
+/// A metric value as the views print it: at most three decimals (`99.5`, `120`), or `no data`.
+pub fn metric_value(v: Option<f64>) -> String {
+    match v {
         None => "no data".to_string(),
         Some(v) => {
             let text = format!("{v:.3}");
             text.trim_end_matches('0').trim_end_matches('.').to_string()
         }
-    };
+    }
+}
+
+/// A metric's canary values as one short text: `99.5`, `web 99.5 api 97`, `no data`, or
+/// `error: ...`.
+pub fn canary_text(sample: &policy_sdk::MetricSample) -> String {
+    let value = metric_value;
     if let Some(error) = &sample.error {
         return format!("error: {error}");
     }

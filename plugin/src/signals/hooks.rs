@@ -98,6 +98,29 @@ async fn call(
     }
 }
 
+/// Calls `hook` with `payload` plus its own name, `on` and `metadata`, retrying up to `retries`
+/// times while it fails; the last outcome.
+async fn deliver(
+    client: &reqwest::Client,
+    hook: &HookSpec,
+    on: &str,
+    payload: &Value,
+    retries: u32,
+) -> Result<String, String> {
+    let mut payload = payload.clone();
+    payload["hook"] = Value::String(hook.name.clone());
+    payload["on"] = Value::String(on.to_string());
+    payload["metadata"] = serde_json::to_value(&hook.metadata).unwrap_or_default();
+    let mut outcome = call(client, hook, &payload).await;
+    for _ in 0..retries {
+        if outcome.is_ok() {
+            break;
+        }
+        outcome = call(client, hook, &payload).await;
+    }
+    outcome
+}
+
 /// Asks every hook of `hooks` that gates one of `kinds`, all at once, each with its retries, and
 /// returns their gates by hook name. Hooks that gate none of `kinds` are not called.
 pub async fn gates(
@@ -137,18 +160,8 @@ pub async fn gates(
     let calls = asked.into_iter().map(|(hook, on)| {
         let client = &client;
         async move {
-            let mut payload = payload.clone();
-            payload["hook"] = Value::String(hook.name.clone());
-            payload["on"] = Value::String(gate_name(on).to_string());
-            payload["metadata"] = serde_json::to_value(&hook.metadata).unwrap_or_default();
-            let mut outcome = call(client, hook, &payload).await;
-            for _ in 0..hook.retries.unwrap_or(0) {
-                if outcome.is_ok() {
-                    break;
-                }
-                outcome = call(client, hook, &payload).await;
-            }
-            let gate = match outcome {
+            let retries = hook.retries.unwrap_or(0);
+            let gate = match deliver(client, hook, gate_name(on), payload, retries).await {
                 Ok(answer) => Gate {
                     on,
                     open: true,
@@ -186,17 +199,8 @@ pub async fn tell(hooks: &[HookSpec], event: HookEvent, payload: &Value) -> Vec<
     let calls = told.into_iter().map(|hook| {
         let client = &client;
         async move {
-            let mut payload = payload.clone();
-            payload["hook"] = Value::String(hook.name.clone());
-            payload["on"] = Value::String(event.as_str().to_string());
-            payload["metadata"] = serde_json::to_value(&hook.metadata).unwrap_or_default();
-            let mut outcome = call(client, hook, &payload).await;
-            for _ in 0..hook.retries.unwrap_or(DEFAULT_TELL_RETRIES) {
-                if outcome.is_ok() {
-                    break;
-                }
-                outcome = call(client, hook, &payload).await;
-            }
+            let retries = hook.retries.unwrap_or(DEFAULT_TELL_RETRIES);
+            let outcome = deliver(client, hook, event.as_str(), payload, retries).await;
             outcome.err().map(|answer| {
                 format!(
                     "hook {} ({}) was not told: {answer}",

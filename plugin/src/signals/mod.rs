@@ -164,7 +164,7 @@ mod tests {
                 .answers
                 .iter()
                 .find(|(needle, _)| promql.contains(needle))
-                .map(|(_, a)| a.clone())
+                .map(|(_, a)| *a)
                 .unwrap_or(Ok(None));
             Box::pin(async move { found.map_err(|e| QueryError::Shape(e.to_string())) })
         }
