@@ -3,7 +3,8 @@
 //! Everything a kubectl-canary policy author needs: the typed policy input and decision
 //! (ABI v1, see the project's `policy-abi` design brief), the [`export_policy!`] macro writing a
 //! module's exports and metadata, [`config`] validation (a module checks its own `config`), a
-//! [`log`] helper, [`stages`] helpers for common stage logic,
+//! [`log`] helper, [`stages`] helpers for common stage logic, [`analysis`] helpers judging the
+//! canary's metrics against thresholds (and counting checks from the history),
 //! [`time`] helpers (policies have no clock: `now` is in the input), a fast allocator for
 //! one-decision instances ([`alloc::DecisionAllocator`]), and a native test harness, [`testing`].
 //!
@@ -15,6 +16,7 @@
 
 pub mod abi;
 pub mod alloc;
+pub mod analysis;
 pub mod config;
 pub mod log;
 #[cfg(feature = "rules")]

@@ -3,7 +3,8 @@
 //! The same weight ramp as `progressive` (steps, testers, chain), but a stage only advances
 //! inside configured weekday/hour windows (UTC), computed from the input's `now`; outside them
 //! the policy holds and asks to be called again at the next full hour. `promote` and `abort`
-//! are always honoured.
+//! are always honoured; `step` and `tick` hold while an operator paused the release
+//! (`state.paused`) or a pre-step gate is closed, as `progressive` does.
 //!
 //! Config: `{"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": 9, "to": 17}],
 //! "steps": [10, 50, 100], "testers": {...}, "chain": true}`; without `windows`, Monday to
@@ -12,7 +13,7 @@
 use policy_sdk::config::{self, ConfigProblem};
 use policy_sdk::stages::{self, StagePlan, Testers};
 use policy_sdk::time::{hour, weekday};
-use policy_sdk::{Decision, Event, Input, Role, Stage};
+use policy_sdk::{Decision, Event, GateKind, Input, Role, Stage};
 use serde_json::Value;
 
 // Every decision runs in a fresh instance: a bump allocator beats dlmalloc (policy_sdk::alloc).
@@ -217,6 +218,25 @@ pub fn decide(input: &Input) -> Decision {
                 },
                 "aborted by operator",
             )
+        }
+        Event::Step | Event::Tick => {
+            if input.state.paused {
+                return Decision::hold(format!(
+                    "paused by an operator: kubectl canary resume {}",
+                    input.release.name
+                ));
+            }
+            let closed = input
+                .gates
+                .iter()
+                .find(|(_, gate)| gate.on == GateKind::PreStep && !gate.open);
+            if let Some((name, gate)) = closed {
+                return Decision::hold(format!(
+                    "gate {} (pre-step) is closed: {}",
+                    name, gate.answer
+                ))
+                .requeue_after(60);
+            }
         }
         _ => {}
     }

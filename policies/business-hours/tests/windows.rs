@@ -94,3 +94,38 @@ fn validation_names_bad_windows() {
         ]
     );
 }
+
+#[test]
+fn an_operator_pause_and_a_closed_pre_step_gate_hold() {
+    let mut paused = input(Event::Tick, "2026-11-23T10:15:00Z");
+    paused.state.phase = policy_sdk::Phase::Paused;
+    paused.state.paused = true;
+    let d = run(decide, &paused);
+    assert_eq!(
+        (d.action, d.reason.as_str()),
+        (
+            Action::Hold,
+            "paused by an operator: kubectl canary resume shop"
+        )
+    );
+    let mut gated = input(Event::Step, "2026-11-23T10:15:00Z");
+    gated.gates.insert(
+        "freeze".into(),
+        policy_sdk::Gate {
+            on: policy_sdk::GateKind::PreStep,
+            open: false,
+            answer: "503 Service Unavailable: freeze until Monday".into(),
+        },
+    );
+    let d = run(decide, &gated);
+    assert_eq!(
+        (d.action, d.reason.as_str()),
+        (
+            Action::Hold,
+            "gate freeze (pre-step) is closed: 503 Service Unavailable: freeze until Monday"
+        )
+    );
+    // An open gate, or a closed one of another kind, does not hold a step.
+    gated.gates.get_mut("freeze").unwrap().on = policy_sdk::GateKind::PreStart;
+    assert_eq!(run(decide, &gated).action, Action::Complete);
+}

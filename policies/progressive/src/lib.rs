@@ -2,18 +2,27 @@
 //!
 //! A weight ramp (`steps`, default `[10, 50, 100]`), optionally preceded by a testers-only stage
 //! (`testers`: a cookie or a header), with source-label chaining for multi-service releases
-//! (`chain`), a minimum `pause` per stage, and metric thresholds (`analysis`) that roll back when
-//! breached. Events: `start` → stage 0; `step`/`tick` → the next stage once the pause has
-//! elapsed (hold otherwise); `promote` → 100% canary; `abort` → 100% stable; `set-weight` → the
-//! operator's weight.
+//! (`chain`), a minimum `pause` per stage, metric `thresholds` (formerly `analysis`) judged on
+//! the host's live measurements, with a tolerated `failureLimit` of consecutive failed checks
+//! before rolling back and a number of consecutive passing checks (`successes`) before
+//! advancing, stages that wait for an operator's approval (`approveBefore`), and gating webhooks
+//! (`input.gates`). Events: `start` → stage 0; `step`/`tick` → the next stage once every signal
+//! allows it (hold otherwise); `promote` → 100% canary; `abort` → 100% stable; `set-weight` →
+//! the operator's weight.
+//!
+//! Within `step`/`tick` the order is: phase → paused by an operator → closed pre-step gates →
+//! metrics (a failure beyond `failureLimit` rolls back, within it holds; missing data holds; too
+//! few consecutive passing checks hold) → pause time → approval → (when the next stage
+//! completes the release) closed pre-promote gates → advance.
 //!
 //! The decide function is a plain Rust function: the wasm module exports it through
 //! [`policy_sdk::export_policy!`], and native code (tests, the host's benchmark) calls it directly.
 
+use policy_sdk::analysis::{self, Check, Threshold};
 use policy_sdk::config::{self, ConfigProblem};
 use policy_sdk::stages::{self, StagePlan, Testers};
 use policy_sdk::time::duration_seconds;
-use policy_sdk::{log, Decision, Event, Input, Phase, Role, Stage};
+use policy_sdk::{log, Decision, Event, GateKind, Input, Phase, Role, Stage};
 use serde_json::Value;
 
 // Every decision runs in a fresh instance: a bump allocator beats dlmalloc (policy_sdk::alloc).
@@ -28,7 +37,7 @@ policy_sdk::export_policy!(
     name: "progressive",
     version: "0.1.0",
     description: "Weight ramp with optional testers-only stage, source-label chaining, pauses and metric thresholds",
-    config_schema: r#"{"type":"object","additionalProperties":false,"properties":{"steps":{"type":"array","minItems":1,"items":{"type":"integer","minimum":0,"maximum":100},"default":[10,50,100],"description":"canary weights, increasing, the last one 100"},"pause":{"type":["string","integer"],"format":"duration","minimum":0,"description":"minimum time per stage, e.g. 5m (s, m, h, d; a bare number is seconds)"},"testers":{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","pattern":"^[^;\\s]*=[^;\\s]*$"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[a-z0-9!#$%&'*+.^_`|~-]+$"},"exact":{"type":"string","minLength":1},"prefix":{"type":"string","minLength":1},"regex":{"type":"string","minLength":1,"format":"re2"}},"required":["name"]}}},"chain":{"type":"boolean","default":false},"analysis":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"metric":{"type":"string","minLength":1},"min":{"type":"number"},"max":{"type":"number"}},"required":["metric"]}}}}"#,
+    config_schema: r#"{"type":"object","additionalProperties":false,"properties":{"steps":{"type":"array","minItems":1,"items":{"type":"integer","minimum":0,"maximum":100},"default":[10,50,100],"description":"canary weights, increasing, the last one 100"},"pause":{"type":["string","integer"],"format":"duration","minimum":0,"description":"minimum time per stage, e.g. 5m (s, m, h, d; a bare number is seconds)"},"testers":{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","pattern":"^[^;\\s]*=[^;\\s]*$"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[a-z0-9!#$%&'*+.^_`|~-]+$"},"exact":{"type":"string","minLength":1},"prefix":{"type":"string","minLength":1},"regex":{"type":"string","minLength":1,"format":"re2"}},"required":["name"]}}},"chain":{"type":"boolean","default":false},"thresholds":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"metric":{"type":"string"},"min":{"type":"number"},"max":{"type":"number"}}},"description":"bounds on the canary's metrics (metrics of spec.analysis), each with min, max or both"},"analysis":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"metric":{"type":"string"},"min":{"type":"number"},"max":{"type":"number"}}},"description":"older name of thresholds"},"failureLimit":{"type":"integer","default":0,"description":"consecutive failed checks tolerated in a stage (0 or more); the next one rolls back"},"successes":{"type":"integer","default":1,"description":"consecutive passing checks needed in a stage before it advances (at least 1)"},"approveBefore":{"type":"array","items":{"type":"integer","minimum":0,"maximum":100},"description":"canary weights (of steps) whose stage waits for kubectl canary approve"}}}"#,
 );
 
 /// Every problem of a config, with paths relative to it (`steps[1]`): the rules the schema
@@ -53,28 +62,27 @@ pub fn validate_config(config: &Value) -> Vec<ConfigProblem> {
     if let Some(chain) = field("chain") {
         config::check_bool("chain", chain, &mut problems);
     }
-    if let Some(analysis) = field("analysis") {
-        match analysis.as_array() {
-            None => problems.push(ConfigProblem::new(
-                "analysis",
-                format!("must be a list, got {}", config::json_kind(analysis)),
-            )),
-            Some(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let min = item.get("min").and_then(Value::as_f64);
-                    let max = item.get("max").and_then(Value::as_f64);
-                    if let (Some(min), Some(max)) = (min, max) {
-                        if min > max {
-                            problems.push(ConfigProblem::new(
-                                format!("analysis[{}].max", i),
-                                format!("max {} is below min {}", max, min),
-                            ));
-                        }
-                    }
-                }
+    let steps = match field("steps") {
+        None => Some(DEFAULT_STEPS.to_vec()),
+        Some(value) => {
+            let mut found = Vec::new();
+            config::check_steps("steps", value, &mut found);
+            if found.is_empty() {
+                value.as_array().map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .map(|w| w as u32)
+                        .collect()
+                })
+            } else {
+                None
             }
         }
-    }
+    };
+    let testers = field("testers").is_some();
+    let (_, found) = signals(&field, steps.as_deref(), testers);
+    problems.extend(found);
     problems
 }
 
@@ -89,26 +97,174 @@ pub struct Config {
     pub testers: Option<Testers>,
     /// Source-label chaining across services.
     pub chain: bool,
-    /// Thresholds on the canary's metrics.
-    pub analysis: Vec<Threshold>,
+    /// Thresholds on the canary's metrics, and the rules counting their checks.
+    pub signals: Signals,
 }
 
-/// A bound on one metric of the canary.
+/// The default ramp.
+pub const DEFAULT_STEPS: [u32; 3] = [10, 50, 100];
+
+/// The settings judging live signals: `thresholds` (or its older name `analysis`),
+/// `failureLimit`, `successes` and `approveBefore`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Threshold {
-    /// Metric name (a key of the input's `metrics`).
-    pub metric: String,
-    /// The canary's value must be at least this.
-    pub min: Option<f64>,
-    /// The canary's value must be at most this.
-    pub max: Option<f64>,
+pub struct Signals {
+    /// Bounds on the canary's metrics.
+    pub thresholds: Vec<Threshold>,
+    /// The config key the thresholds were read from (`thresholds` or `analysis`), for messages.
+    pub thresholds_key: &'static str,
+    /// Consecutive failed checks tolerated in a stage (`failureLimit`, default 0).
+    pub failure_limit: u32,
+    /// Consecutive passing checks needed in a stage before it advances (default 1).
+    pub successes: u32,
+    /// Canary weights whose stage waits for an operator's approval.
+    pub approve_before: Vec<u32>,
+}
+
+fn whole_number(path: &str, value: &Value, least: u64, problems: &mut Vec<ConfigProblem>) -> u32 {
+    match value.as_u64() {
+        Some(n) if n >= least && n <= u32::MAX as u64 => n as u32,
+        Some(_) if least > 0 => {
+            problems.push(ConfigProblem::new(
+                path,
+                format!("must be at least {}", least),
+            ));
+            least as u32
+        }
+        _ => {
+            if value.as_i64().is_some() && least > 0 {
+                problems.push(ConfigProblem::new(
+                    path,
+                    format!("must be at least {}, got {}", least, value),
+                ));
+            } else {
+                problems.push(ConfigProblem::new(
+                    path,
+                    format!(
+                        "must be a whole number {} or more, got {}",
+                        least,
+                        match value {
+                            Value::Number(_) => value.to_string(),
+                            other => config::json_kind(other).to_string(),
+                        }
+                    ),
+                ));
+            }
+            least as u32
+        }
+    }
+}
+
+/// Reads the signal settings through `field` (a config lookup), with every problem found (paths
+/// relative to the config). `steps` is the ramp when it is valid (`None` skips the check of
+/// `approveBefore` against it); `testers` whether a testers stage comes first.
+pub fn signals<'a, F>(
+    field: &F,
+    steps: Option<&[u32]>,
+    testers: bool,
+) -> (Signals, Vec<ConfigProblem>)
+where
+    F: Fn(&str) -> Option<&'a Value>,
+{
+    let mut problems = Vec::new();
+    let (thresholds_key, thresholds_value) = match (field("thresholds"), field("analysis")) {
+        (Some(_), Some(_)) => {
+            problems.push(ConfigProblem::new(
+                "analysis",
+                "set thresholds or its older name analysis, not both",
+            ));
+            ("thresholds", None)
+        }
+        (Some(value), None) => ("thresholds", Some(value)),
+        (None, Some(value)) => ("analysis", Some(value)),
+        (None, None) => ("thresholds", None),
+    };
+    let thresholds = match thresholds_value {
+        None => Vec::new(),
+        Some(value) => match analysis::thresholds_from_config(thresholds_key, value) {
+            Ok(list) => list,
+            Err(found) => {
+                problems.extend(found);
+                Vec::new()
+            }
+        },
+    };
+    let failure_limit = match field("failureLimit") {
+        None => 0,
+        Some(value) => whole_number("failureLimit", value, 0, &mut problems),
+    };
+    let successes = match field("successes") {
+        None => 1,
+        Some(value) => whole_number("successes", value, 1, &mut problems),
+    };
+    let mut approve_before = Vec::new();
+    if let Some(value) = field("approveBefore") {
+        match value.as_array() {
+            None => problems.push(ConfigProblem::new(
+                "approveBefore",
+                format!(
+                    "must be a list of canary weights of steps, such as [100], got {}",
+                    config::json_kind(value)
+                ),
+            )),
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("approveBefore[{}]", i);
+                    let weight = match item.as_u64() {
+                        Some(w) if w <= 100 => w as u32,
+                        _ => {
+                            problems.push(ConfigProblem::new(
+                                at,
+                                format!("must be a whole number 0..=100, got {}", item),
+                            ));
+                            continue;
+                        }
+                    };
+                    if let Some(steps) = steps {
+                        let list = steps
+                            .iter()
+                            .map(|w| w.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        if !steps.contains(&weight) {
+                            problems.push(ConfigProblem::new(
+                                at,
+                                format!("{} is not one of steps [{}]", weight, list),
+                            ));
+                            continue;
+                        }
+                        if stages::ramp_weights(steps, testers).first() == Some(&weight) {
+                            problems.push(ConfigProblem::new(
+                                at,
+                                format!(
+                                    "{} is the first stage, applied by start: only later stages wait for an approval",
+                                    weight
+                                ),
+                            ));
+                            continue;
+                        }
+                    }
+                    approve_before.push(weight);
+                }
+            }
+        }
+    }
+    (
+        Signals {
+            thresholds,
+            thresholds_key,
+            failure_limit,
+            successes,
+            approve_before,
+        },
+        problems,
+    )
 }
 
 impl Config {
     /// Reads the config; the error names the field.
     pub fn from_input(input: &Input) -> Result<Config, String> {
         let steps = match input.config_field("steps") {
-            None => vec![10, 50, 100],
+            None => DEFAULT_STEPS.to_vec(),
             Some(Value::Array(items)) if !items.is_empty() => {
                 let mut steps = Vec::new();
                 for (i, item) in items.iter().enumerate() {
@@ -156,46 +312,24 @@ impl Config {
                 ))
             }
         };
-        let mut analysis = Vec::new();
-        if let Some(value) = input.config_field("analysis") {
-            let items = match value.as_array() {
-                Some(items) => items,
-                None => return Err(format!("config.analysis: expected a list, got {}", value)),
-            };
-            for (i, item) in items.iter().enumerate() {
-                let metric = match item.get("metric").and_then(Value::as_str) {
-                    Some(m) => m.to_string(),
-                    None => {
-                        return Err(format!(
-                            "config.analysis[{}].metric: expected a metric name",
-                            i
-                        ))
-                    }
-                };
-                let bound = |key: &str| -> Result<Option<f64>, String> {
-                    match item.get(key) {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                            format!(
-                                "config.analysis[{}].{}: expected a number, got {}",
-                                i, key, v
-                            )
-                        }),
-                    }
-                };
-                analysis.push(Threshold {
-                    metric,
-                    min: bound("min")?,
-                    max: bound("max")?,
-                });
-            }
+        let (signals, problems) = signals(
+            &|key: &str| input.config_field(key),
+            Some(&steps),
+            testers.is_some(),
+        );
+        if let Some(problem) = problems.first() {
+            return Err(format!(
+                "{}: {}",
+                config::join_path("config", &problem.path),
+                problem.message
+            ));
         }
         Ok(Config {
             steps,
             pause_seconds,
             testers,
             chain,
-            analysis,
+            signals,
         })
     }
 
@@ -241,12 +375,21 @@ pub fn decide(input: &Input) -> Decision {
     let last = weights.len() - 1;
     match input.event {
         Event::Start => {
+            if let Some(hold) = unknown_metric(input, &config.signals) {
+                return hold;
+            }
+            if let Some(hold) = closed_gate(input, GateKind::PreStart) {
+                return hold;
+            }
             let stage = config.stage(input, 0);
             let reason = format!("start: stage 0 ({})", stage.name);
             finish_or_advance(stage, last == 0, reason, config.pause_seconds)
         }
         Event::Step | Event::Tick => next(input, &config, last),
         Event::Promote => {
+            if let Some(hold) = closed_gate(input, GateKind::PrePromote) {
+                return hold;
+            }
             let stage = Stage {
                 index: last as u32,
                 name: "100%".to_string(),
@@ -273,40 +416,111 @@ pub fn decide(input: &Input) -> Decision {
     }
 }
 
+/// Seconds before a hold waiting on a signal (a gate, data, an approval) asks again.
+const RECHECK_SECONDS: u64 = 60;
+
+/// At start: a threshold on a metric the spec's `analysis` does not measure (the host sends every
+/// metric of it as a key of `input.metrics`) is a config error, shown to the user as a refused
+/// start.
+fn unknown_metric(input: &Input, signals: &Signals) -> Option<Decision> {
+    for (i, threshold) in signals.thresholds.iter().enumerate() {
+        if input.metrics.contains_key(&threshold.metric) {
+            continue;
+        }
+        let known = if input.metrics.is_empty() {
+            "spec.analysis has none".to_string()
+        } else {
+            format!(
+                "its metrics: {}",
+                input.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Some(Decision::hold(format!(
+            "config.{}[{}].metric: no metric {:?} in spec.analysis ({})",
+            signals.thresholds_key, i, threshold.metric, known
+        )));
+    }
+    None
+}
+
+/// A hold for the first closed gate of this kind (by name), if any.
+fn closed_gate(input: &Input, kind: GateKind) -> Option<Decision> {
+    input
+        .gates
+        .iter()
+        .find(|(_, gate)| gate.on == kind && !gate.open)
+        .map(|(name, gate)| {
+            let on = match kind {
+                GateKind::PreStart => "pre-start",
+                GateKind::PreStep => "pre-step",
+                GateKind::PrePromote => "pre-promote",
+            };
+            Decision::hold(format!("gate {} ({}) is closed: {}", name, on, gate.answer))
+                .requeue_after(RECHECK_SECONDS)
+        })
+}
+
+fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{} {}", n, if n == 1 { one } else { many })
+}
+
 fn next(input: &Input, config: &Config, last: usize) -> Decision {
     match input.state.phase {
         Phase::Progressing | Phase::Paused => {}
         phase => return Decision::hold(format!("the release is {:?}: nothing to advance", phase)),
     }
-    for threshold in &config.analysis {
-        let value = match input.metrics.get(&threshold.metric).and_then(|s| s.canary) {
-            Some(value) => value,
-            None => {
-                return Decision::hold(format!(
-                    "waiting for metric {} of the canary",
-                    threshold.metric
-                ))
-                .requeue_after(config.pause_seconds.max(60))
-            }
-        };
-        if let Some(min) = threshold.min {
-            if value < min {
+    if input.state.paused {
+        return Decision::hold(format!(
+            "paused by an operator: kubectl canary resume {}",
+            input.release.name
+        ));
+    }
+    if let Some(hold) = closed_gate(input, GateKind::PreStep) {
+        return hold;
+    }
+    let signals = &config.signals;
+    let mut passed_note = None;
+    if !signals.thresholds.is_empty() {
+        match analysis::check(&signals.thresholds, &input.metrics) {
+            Check::Fail { reason } => {
+                let failed = 1 + analysis::failed_in_stage(&signals.thresholds, &input.state);
+                if failed > signals.failure_limit {
+                    let reason = format!(
+                        "{}: {} in a row, more than failureLimit {}; rolling back",
+                        reason,
+                        plural(failed, "failed check", "failed checks"),
+                        signals.failure_limit
+                    );
+                    log::warn(&reason);
+                    return Decision::rollback(rollback_stage(input), reason);
+                }
                 let reason = format!(
-                    "{} {} < {} (min): rolling back",
-                    threshold.metric, value, min
+                    "{}: failed check {} of {} allowed (failureLimit); holding",
+                    reason, failed, signals.failure_limit
                 );
                 log::warn(&reason);
-                return Decision::rollback(rollback_stage(input), reason);
+                return Decision::hold(reason).requeue_after(RECHECK_SECONDS);
             }
-        }
-        if let Some(max) = threshold.max {
-            if value > max {
-                let reason = format!(
-                    "{} {} > {} (max): rolling back",
-                    threshold.metric, value, max
-                );
-                log::warn(&reason);
-                return Decision::rollback(rollback_stage(input), reason);
+            Check::NoData { reason } => {
+                return Decision::hold(format!("{}; holding: never advancing without data", reason))
+                    .requeue_after(config.pause_seconds.max(RECHECK_SECONDS))
+            }
+            Check::Pass => {
+                let passed = 1 + analysis::passed_in_stage(&signals.thresholds, &input.state);
+                if passed < signals.successes {
+                    return Decision::hold(format!(
+                        "metrics within thresholds: check {} of {} passed; holding",
+                        passed, signals.successes
+                    ))
+                    .requeue_after(RECHECK_SECONDS);
+                }
+                if signals.successes > 1 {
+                    passed_note = Some(format!(
+                        " (check {} of {} passed)",
+                        passed.min(signals.successes),
+                        signals.successes
+                    ));
+                }
             }
         }
     }
@@ -325,12 +539,31 @@ fn next(input: &Input, config: &Config, last: usize) -> Decision {
     let current = input.state.stage as usize;
     let next = (current + 1).min(last);
     let stage = config.stage(input, next);
-    let reason = if config.analysis.is_empty() {
+    let weight = config.weights()[next];
+    if next != current
+        && signals.approve_before.contains(&weight)
+        && !input.state.approved(next as u32)
+    {
+        return Decision::hold(format!(
+            "waiting for approval of stage {} ({}): kubectl canary approve {} --stage {}",
+            next, stage.name, input.release.name, next
+        ))
+        .requeue_after(RECHECK_SECONDS);
+    }
+    if next == last {
+        if let Some(hold) = closed_gate(input, GateKind::PrePromote) {
+            return hold;
+        }
+    }
+    let reason = if signals.thresholds.is_empty() {
         format!("stage {} -> {} ({})", current, next, stage.name)
     } else {
         format!(
-            "metrics within thresholds; stage {} -> {} ({})",
-            current, next, stage.name
+            "metrics within thresholds{}; stage {} -> {} ({})",
+            passed_note.unwrap_or_default(),
+            current,
+            next,
+            stage.name
         )
     };
     finish_or_advance(stage, next == last, reason, config.pause_seconds)
