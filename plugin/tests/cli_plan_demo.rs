@@ -111,3 +111,94 @@ fn demo_runs_the_voting_release_to_the_end() {
         );
     }
 }
+
+#[test]
+fn demo_rollback_breaks_the_success_rate_gate_at_50_percent() {
+    let (code, stdout, stderr) = canary(&["demo", "--scenario", "rollback", "--requests", "100"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // 20%: the canaries are healthy, the gate passes.
+    assert!(
+        stdout.contains(
+            "━━ stage 1 (20%) — advance: metrics within thresholds; stage 0 -> 1 (20%)\n"
+        ),
+        "{stdout}"
+    );
+    // 50%: voting-storage 2.0 takes more than half of its traffic and fails 7% of it; the next
+    // check rolls back, quoting the number and the threshold.
+    let rollback = "rollback: success-rate 93 < 99 (min) for the canary of voting-storage: 1 \
+                    failed check in a row, more than failureLimit 0; rolling back";
+    assert!(
+        stdout.contains(&format!("━━ stage 2 (rollback) — {rollback}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  canary metrics: success-rate voting-analytics 99.9 voting-app 99.9 voting-storage 93\n"
+        ),
+        "{stdout}"
+    );
+    let after = stdout.split("━━ stage 2 (rollback)").nth(1).unwrap();
+    assert!(
+        after
+            .contains("users       90  voting-app 1.0 → voting-analytics 1.1 → voting-storage 1.0"),
+        "{after}"
+    );
+    assert!(!stdout.contains("stage 3 (100%)"), "{stdout}");
+    assert!(!stdout.contains("Finalized"), "{stdout}");
+}
+
+/// `examples/frontend-backend.yaml` with `config` added to its policy config and `analysis`
+/// appended, written to a temporary file.
+fn frontend_backend_with(config: &str, analysis: &str) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/frontend-backend.yaml"),
+    )
+    .unwrap();
+    let text = text.replace("      pause: 5m\n", &format!("      pause: 5m\n{config}")) + analysis;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+const SUCCESS_RATE: &str = "  analysis:\n    prometheus: {address: \"http://prometheus:9090\"}\n    metrics:\n      - {name: success-rate, template: request-success-rate}\n";
+
+#[test]
+fn plan_counts_passing_checks_and_assumes_approvals() {
+    let spec = frontend_backend_with(
+        "      thresholds: [{metric: success-rate, min: 99}]\n      successes: 2\n      approveBefore: [100]\n",
+        SUCCESS_RATE,
+    );
+    let (code, stdout, stderr) =
+        canary(&["plan", "-f", spec.path().to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let plan: Value = serde_json::from_str(&stdout).unwrap();
+    let reasons: Vec<&str> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "start: stage 0 (testers)",
+            "metrics within thresholds (check 2 of 2 passed); stage 0 -> 1 (10%)",
+            "metrics within thresholds (check 2 of 2 passed); stage 1 -> 2 (50%)",
+            "metrics within thresholds (check 2 of 2 passed); stage 2 -> 3 (100%)",
+        ]
+    );
+}
+
+#[test]
+fn a_threshold_on_a_metric_the_analysis_lacks_is_refused_naming_the_field() {
+    let spec = frontend_backend_with(
+        "      thresholds: [{metric: success-rate, min: 99}, {metric: latency-p99, max: 500}]\n",
+        SUCCESS_RATE,
+    );
+    let (code, _, stderr) = canary(&["plan", "-f", spec.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "error: the policy held at start: config.thresholds[1].metric: no metric \"latency-p99\" in spec.analysis (its metrics: success-rate)\n"
+    );
+}

@@ -197,6 +197,12 @@ fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
     }
     for entry in thresholds {
         if let Some(name) = entry["metric"].as_str() {
+            // With an analysis, only its metrics are measured (a threshold on another one is
+            // the policy's to refuse, as it would be live); without, the thresholds' metrics
+            // are simulated so that a config can be planned before its analysis is written.
+            if release.spec.analysis.is_some() && !values.contains_key(name) {
+                continue;
+            }
             values.insert(
                 name.to_string(),
                 healthy(entry["min"].as_f64(), entry["max"].as_f64()),
@@ -229,6 +235,9 @@ fn healthy_metrics(release: &Release) -> BTreeMap<String, MetricSample> {
         .collect()
 }
 
+/// The stages `plan` pre-approves (a ramp longer than this is not a release one approves).
+const MAX_PLANNED_STAGES: u32 = 100;
+
 fn plan(
     release: &Release,
     decider: &dyn crate::release::Decider,
@@ -249,6 +258,16 @@ fn plan(
     let mut stages: Vec<Planned> = Vec::new();
     let mut event = Event::Start;
     let mut holds = 0;
+    let measured = release.spec.analysis.is_some() || !release.spec.hooks.is_empty();
+    // The plan assumes every approval a policy may wait for is given (`approve` is an
+    // operator's, not the simulated clock's).
+    state.approvals = (1..=MAX_PLANNED_STAGES)
+        .map(|stage| policy_sdk::Approval {
+            stage,
+            by: "plan".to_string(),
+            at: String::new(),
+        })
+        .collect();
     for _ in 0..max_decisions {
         let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let input = Input {
@@ -285,6 +304,18 @@ fn plan(
             holds += 1;
             if holds > 50 {
                 anyhow::bail!("the policy keeps holding: {}", Safe(&decision.reason));
+            }
+            if measured {
+                // As the live engine does: a check on signals is recorded, holds included, so
+                // a policy that counts consecutive passes sees them.
+                state.history.push(HistoryEntry {
+                    stage: state.stage,
+                    at: stamp,
+                    action: Action::Hold,
+                    reason: decision.reason.clone(),
+                    metrics: metrics.clone(),
+                    gates: BTreeMap::new(),
+                });
             }
             continue;
         };

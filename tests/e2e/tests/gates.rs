@@ -236,3 +236,60 @@ async fn why_shows_a_decision_and_replay_gives_the_same_answer_or_the_difference
         "error: decision 7 of release frontend-backend-v2 is not kept: the record keeps the whole input of the last 10 decisions (decisions 0–1); `kubectl canary history frontend-backend-v2` shows every decision's reason\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_before_waits_for_a_person_and_records_who() {
+    let Some(c) = TestCluster::start("approve").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = c.shop_without_pause(dir.path());
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(
+            "      steps: [10, 50, 100]\n",
+            "      steps: [10, 50, 100]\n      approveBefore: [100]\n",
+        ),
+    )
+    .unwrap();
+    c.canary(["start", "-f", spec.to_str().unwrap()]).success();
+    c.canary(["step", "frontend-backend-v2"]).success();
+    c.canary(["step", "frontend-backend-v2"]).success();
+    let waiting = c.canary(["step", "frontend-backend-v2"]).success();
+    assert_eq!(
+        waiting.stdout,
+        "release frontend-backend-v2 hold → stage 2 (50%), Progressing: waiting for approval of stage 3 (100%): kubectl canary approve frontend-backend-v2 --stage 3\n"
+    );
+    let early = c
+        .canary(["approve", "frontend-backend-v2", "--stage", "1"])
+        .code(1);
+    assert_eq!(
+        early.stderr,
+        "error: stage 1 is not ahead of the stage in force (2, 50%); approve a later stage\n"
+    );
+    let approved = c.canary(["approve", "frontend-backend-v2"]).success();
+    assert_eq!(
+        approved.stdout,
+        "release frontend-backend-v2 hold → stage 2 (50%), Progressing: stage 3 approved by kube-emulator\n"
+    );
+    let state = record(&c);
+    assert_eq!(state["approvals"][0]["stage"], 3);
+    assert_eq!(state["approvals"][0]["by"], "kube-emulator");
+    let get = c
+        .canary(["get", "frontend-backend-v2", "--color=never"])
+        .success();
+    let at = state["approvals"][0]["at"].as_str().unwrap();
+    assert!(
+        get.stdout
+            .contains(&format!("stage 3 approved by kube-emulator at {at}\n")),
+        "{}",
+        get.stdout
+    );
+    let done = c.canary(["step", "frontend-backend-v2"]).success();
+    assert!(
+        done.stdout.starts_with("release frontend-backend-v2 complete → stage 3 (100%), Promoted: stage 2 -> 3 (100%)\n"),
+        "{}",
+        done.stdout
+    );
+}
