@@ -199,6 +199,6 @@ fn a_threshold_on_a_metric_the_analysis_lacks_is_refused_naming_the_field() {
     assert_eq!(code, Some(1));
     assert_eq!(
         stderr,
-        "error: the policy held at start: config.thresholds[1].metric: no metric \"latency-p99\" in spec.analysis (its metrics: success-rate)\n"
+        "error: the policy refused to start: config.thresholds[1].metric: no metric \"latency-p99\" in spec.analysis (its metrics: success-rate)\n"
     );
 }

@@ -291,6 +291,9 @@ fn plan(
             ))
             .unwrap_or(now);
         let was_start = event == Event::Start;
+        if was_start && decision.action == Action::Rollback {
+            anyhow::bail!("the policy refused to start: {}", Safe(&decision.reason));
+        }
         event = Event::Step;
         // The live engine's transition (release::machine): same checks, same phases.
         let current = stages.last().map(|p| &p.stage);

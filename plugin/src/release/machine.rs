@@ -198,9 +198,12 @@ pub fn start(
 ) -> Result<Next, Refusal> {
     let info = record.spec.release_info();
     if matches!(decision.action, Action::Rollback) {
-        return Err(Refusal::Decision(
-            "answered rollback to start; expected advance with a stage".into(),
-        ));
+        // A policy that rolls back before anything began refuses the start (its config does
+        // not fit the spec, say): nothing is written.
+        return Err(Refusal::Decision(format!(
+            "refused to start: {}",
+            decision.reason
+        )));
     }
     let (action, stage, phase) = policy_outcome(&info, Phase::Progressing, None, decision)?
         .unwrap_or((

@@ -375,8 +375,8 @@ pub fn decide(input: &Input) -> Decision {
     let last = weights.len() - 1;
     match input.event {
         Event::Start => {
-            if let Some(hold) = unknown_metric(input, &config.signals) {
-                return hold;
+            if let Some(refusal) = unknown_metric(input, &config.signals) {
+                return refusal;
             }
             if let Some(hold) = closed_gate(input, GateKind::PreStart) {
                 return hold;
@@ -420,8 +420,9 @@ pub fn decide(input: &Input) -> Decision {
 const RECHECK_SECONDS: u64 = 60;
 
 /// At start: a threshold on a metric the spec's `analysis` does not measure (the host sends every
-/// metric of it as a key of `input.metrics`) is a config error, shown to the user as a refused
-/// start.
+/// metric of it as a key of `input.metrics`) is a config error. The answer is a rollback, which
+/// the host takes at start as the policy refusing to begin: nothing is applied, and the user
+/// sees the field.
 fn unknown_metric(input: &Input, signals: &Signals) -> Option<Decision> {
     for (i, threshold) in signals.thresholds.iter().enumerate() {
         if input.metrics.contains_key(&threshold.metric) {
@@ -435,10 +436,13 @@ fn unknown_metric(input: &Input, signals: &Signals) -> Option<Decision> {
                 input.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        return Some(Decision::hold(format!(
-            "config.{}[{}].metric: no metric {:?} in spec.analysis ({})",
-            signals.thresholds_key, i, threshold.metric, known
-        )));
+        return Some(Decision::rollback(
+            rollback_stage(input),
+            format!(
+                "config.{}[{}].metric: no metric {:?} in spec.analysis ({})",
+                signals.thresholds_key, i, threshold.metric, known
+            ),
+        ));
     }
     None
 }

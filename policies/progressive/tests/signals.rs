@@ -507,7 +507,7 @@ fn start_refuses_thresholds_on_unmeasured_metrics() {
     assert_eq!(
         said(&d),
         (
-            Action::Hold,
+            Action::Rollback,
             "config.thresholds[1].metric: no metric \"latency\" in spec.analysis (its metrics: errors, success-rate)"
         )
     );
@@ -515,7 +515,7 @@ fn start_refuses_thresholds_on_unmeasured_metrics() {
     assert_eq!(
         said(&d),
         (
-            Action::Hold,
+            Action::Rollback,
             "config.thresholds[0].metric: no metric \"success-rate\" in spec.analysis (spec.analysis has none)"
         )
     );
