@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub mod prometheus;
 pub mod propagation;
 pub mod registry;
 
@@ -331,6 +332,28 @@ impl TestCluster {
             .kubeconfig(emulator.kubeconfig_path())
             .env("KUBECTL_CANARY_WAIT_PROPAGATION", "never");
         Some(TestCluster { emulator, kubectl })
+    }
+
+    /// Creates the Service `namespace/name` (and its Namespace) with port `port`, and makes the
+    /// emulator's Service proxy subresource (`/api/v1/namespaces/NAMESPACE/services/NAME:PORT/
+    /// proxy/…`) forward to `target`: e.g. a [`prometheus::Prometheus`] reached as
+    /// `analysis.prometheus.service: NAMESPACE/NAME:PORT`.
+    pub fn expose_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        target: std::net::SocketAddr,
+    ) {
+        self.emulator
+            .apply_yaml(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\n\
+                 apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+                 spec:\n  ports: [{{name: http, port: {port}, targetPort: {port}}}]\n"
+            ))
+            .expect("create the Service");
+        self.emulator
+            .register_service_proxy(namespace, name, port, target);
     }
 
     /// Load `examples/<file>`, create the workloads it expects, and return the spec's path and

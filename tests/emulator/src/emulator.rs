@@ -158,6 +158,7 @@ impl Emulator {
             record_states: opts.record_states,
             shutdown: stop_rx.clone(),
             tokens: Default::default(),
+            service_proxies: Default::default(),
         });
         let (kubeconfig, tempdir) = match &opts.kubeconfig {
             Some(p) => (p.clone(), None),
@@ -248,6 +249,34 @@ impl Emulator {
         let config = crate::kubeconfig::render(&self.url(), token, &self.ca_pem);
         let config = crate::kubeconfig::with_namespace(&config, namespace);
         std::fs::write(path, config).map_err(io(format!("cannot write {}", path.display())))
+    }
+
+    /// Makes the Service proxy subresource
+    /// (`/api/v1/namespaces/NAMESPACE/services/SERVICE:PORT/proxy/...`) forward to `target`
+    /// for the Service's port `port` (by number; `SERVICE:NAME` and `SERVICE` alone find it
+    /// through the Service's `spec.ports`). The Service object must exist when it is called
+    /// through; a registered port replaces the previous target. Like kube-apiserver, the proxy
+    /// answers 503 `no endpoints available for service "SERVICE"` for a port with no target.
+    pub fn register_service_proxy(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: u16,
+        target: SocketAddr,
+    ) {
+        self.shared
+            .service_proxies
+            .set(namespace, service, port, target);
+    }
+
+    /// Forgets the target of [`Emulator::register_service_proxy`]; returns it.
+    pub fn unregister_service_proxy(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> Option<SocketAddr> {
+        self.shared.service_proxies.remove(namespace, service, port)
     }
 
     /// The CA certificate (PEM) that signed the server's certificate.

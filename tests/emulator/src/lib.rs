@@ -52,6 +52,8 @@ pub mod selector;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
+mod service_proxy;
+#[cfg(feature = "server")]
 pub mod table;
 pub mod testing;
 #[cfg(feature = "server")]

@@ -1,19 +1,22 @@
 //! `kube-emulator`: run the emulated Kubernetes API server standalone.
 //!
 //! `kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token T]
-//! [--propagation-delay DURATION [--propagation-proxies N] [--propagation-stuck NAME]...]`
+//! [--propagation-delay DURATION [--propagation-proxies N] [--propagation-stuck NAME]...]
+//! [--service-proxy NS/NAME:PORT=HOST:PORT]...`
 
 use anyhow::{bail, Context, Result};
 use kube_emulator::{Emulator, Options, Propagation};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN] [--propagation-delay DURATION] [--propagation-proxies N] [--propagation-stuck NAME]...";
+const USAGE: &str = "usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN] [--propagation-delay DURATION] [--propagation-proxies N] [--propagation-stuck NAME]... [--service-proxy NS/NAME:PORT=HOST:PORT]...";
 
 /// `kube-emulator serve --help` (and `kube-emulator --help`).
 const HELP: &str = "\
 kube-emulator serve: run the emulated Kubernetes API server on 127.0.0.1 until Ctrl-C or SIGTERM.
 
 usage: kube-emulator serve --kubeconfig FILE [--port N] [--data-dir DIR] [--minor N] [--token TOKEN]
+                          [--service-proxy NS/NAME:PORT=HOST:PORT]...
 
 Flags:
   --kubeconfig FILE  write a kubeconfig for kubectl and kube-rs here (required)
@@ -21,9 +24,44 @@ Flags:
   --data-dir DIR     keep the cluster's objects in DIR, and load them from it at start
   --minor N          the Kubernetes minor version /version reports (default 33; it chooses kubectl 1.N)
   --token TOKEN      the bearer token clients must send (default: a random one)
+  --service-proxy NS/NAME:PORT=HOST:PORT
+                     serve the Service proxy subresource
+                     /api/v1/namespaces/NS/services/NAME:PORT/proxy/... by forwarding to
+                     http://HOST:PORT (repeatable; the Service NS/NAME must exist and list PORT)
   -h, --help         print this help";
 
-fn parse(args: &[String]) -> Result<Options> {
+/// One `--service-proxy NS/NAME:PORT=HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServiceProxy {
+    namespace: String,
+    service: String,
+    port: u16,
+    target: SocketAddr,
+}
+
+fn parse_service_proxy(text: &str) -> Result<ServiceProxy> {
+    let form = || format!("--service-proxy {text:?}: expected NS/NAME:PORT=HOST:PORT");
+    let (service, target) = text.split_once('=').with_context(form)?;
+    let (namespace, service) = service.split_once('/').with_context(form)?;
+    let (service, port) = service.split_once(':').with_context(form)?;
+    if namespace.is_empty() || service.is_empty() {
+        bail!(form());
+    }
+    let port: u16 = port.parse().with_context(form)?;
+    let target = target
+        .to_socket_addrs()
+        .with_context(form)?
+        .next()
+        .with_context(form)?;
+    Ok(ServiceProxy {
+        namespace: namespace.to_string(),
+        service: service.to_string(),
+        port,
+        target,
+    })
+}
+
+fn parse(args: &[String]) -> Result<(Options, Vec<ServiceProxy>)> {
     let mut opts = Options {
         record_states: false,
         ..Options::default()
@@ -31,6 +69,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut propagation: Option<Propagation> = None;
     let mut proxies = None;
     let mut stuck = Vec::new();
+    let mut service_proxies = Vec::new();
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("serve") => {}
@@ -77,6 +116,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 proxies = Some(n);
             }
             "--propagation-stuck" => stuck.push(value()?),
+            "--service-proxy" => service_proxies.push(parse_service_proxy(&value()?)?),
             other => bail!("unknown flag {other:?}\n{USAGE}"),
         }
     }
@@ -91,7 +131,7 @@ fn parse(args: &[String]) -> Result<Options> {
         p.stuck = stuck;
     }
     opts.propagation = propagation;
-    Ok(opts)
+    Ok((opts, service_proxies))
 }
 
 /// `250ms`, `2s`, `1m`: a number with the unit `ms`, `s` or `m`.
@@ -129,8 +169,11 @@ async fn main() {
 }
 
 async fn run(args: &[String]) -> Result<()> {
-    let opts = parse(args)?;
+    let (opts, service_proxies) = parse(args)?;
     let emu = Emulator::start(opts).await?;
+    for p in &service_proxies {
+        emu.register_service_proxy(&p.namespace, &p.service, p.port, p.target);
+    }
     eprintln!(
         "kube-emulator: serving {} (kubeconfig {})",
         emu.url(),
@@ -151,6 +194,49 @@ async fn run(args: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn service_proxy_flags_register_targets() {
+        let (_, proxies) = parse(&args(&[
+            "serve",
+            "--kubeconfig",
+            "k",
+            "--service-proxy",
+            "istio-system/prometheus:9090=127.0.0.1:41234",
+            "--service-proxy=shop/web:80=127.0.0.1:8080",
+        ]))
+        .unwrap();
+        assert_eq!(
+            proxies,
+            vec![
+                ServiceProxy {
+                    namespace: "istio-system".into(),
+                    service: "prometheus".into(),
+                    port: 9090,
+                    target: "127.0.0.1:41234".parse().unwrap(),
+                },
+                ServiceProxy {
+                    namespace: "shop".into(),
+                    service: "web".into(),
+                    port: 80,
+                    target: "127.0.0.1:8080".parse().unwrap(),
+                },
+            ]
+        );
+        let err = parse(&args(&[
+            "serve",
+            "--kubeconfig",
+            "k",
+            "--service-proxy",
+            "prometheus:9090=127.0.0.1:1",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--service-proxy \"prometheus:9090=127.0.0.1:1\": expected NS/NAME:PORT=HOST:PORT"
+        );
+        assert!(HELP.contains("--service-proxy NS/NAME:PORT=HOST:PORT"));
+    }
+
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
     }
@@ -167,7 +253,8 @@ mod tests {
             "--propagation-proxies",
             "122",
         ]))
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             opts.propagation,
             Some(Propagation {
@@ -176,7 +263,7 @@ mod tests {
                 stuck: vec!["frontend".to_string()],
             })
         );
-        let opts = parse(&args(&["serve", "--kubeconfig", "k"])).unwrap();
+        let opts = parse(&args(&["serve", "--kubeconfig", "k"])).unwrap().0;
         assert_eq!(opts.propagation, None);
         let err = parse(&args(&[
             "serve",

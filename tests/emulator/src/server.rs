@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Service-account tokens issued by TokenRequests (see `rbac`).
     pub tokens: crate::rbac::Tokens,
+    /// Where each Service port the proxy subresource reaches listens (see `service_proxy`).
+    pub service_proxies: crate::service_proxy::Targets,
 }
 
 impl Shared {
@@ -111,6 +113,11 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A path segment decoded (`%3A` is `:`).
+pub(crate) fn percent_decode_path(s: &str) -> String {
+    percent_decode(&s.replace('+', "%2B"))
+}
+
 fn parse_query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
@@ -139,10 +146,15 @@ enum Route {
         name: Option<String>,
         sub: String,
     },
+    /// `/api/v1/namespaces/NS/services/ID/proxy/...` (see `service_proxy`).
+    ServiceProxy(crate::service_proxy::ProxyPath),
     NotFound,
 }
 
 fn route(cluster: &Cluster, path: &str) -> Route {
+    if let Some(proxy) = crate::service_proxy::parse_path(path) {
+        return Route::ServiceProxy(proxy);
+    }
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -249,6 +261,13 @@ pub(crate) async fn handle(
                 ns: ns.clone().unwrap_or_default(),
                 name: name.clone().unwrap_or_default(),
             },
+            Route::ServiceProxy(p) => Info {
+                verb: crate::service_proxy::verb(&method),
+                resource: "services".to_string(),
+                sub: "proxy".to_string(),
+                ns: p.namespace.clone(),
+                name: p.id.clone(),
+            },
             _ => Info {
                 verb: if method == Method::GET {
                     "get"
@@ -354,6 +373,8 @@ pub(crate) async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let raw_query = req.uri().query().map(str::to_string);
+    let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -361,6 +382,21 @@ pub(crate) async fn handle(
             return Ok(error_response(&ApiError::too_large()));
         }
     };
+    // The proxy answers whatever the upstream answers, in its media type.
+    if let Route::ServiceProxy(proxy) = &route {
+        let r = crate::service_proxy::forward(
+            &shared,
+            &method,
+            proxy,
+            raw_query.as_deref(),
+            &headers,
+            body,
+        )
+        .await
+        .unwrap_or_else(|e| error_response(&e));
+        record(r.status().as_u16());
+        return Ok(r);
+    }
     // Content negotiation happens before the handler runs (health answers in plain text to
     // any Accept).
     if !matches!(route, Route::Health) {
@@ -471,7 +507,9 @@ fn non_resource(
         Route::OpenApiV3Group(g, v) => {
             discovery::openapi_v3_group(res, &g, &v).ok_or_else(ApiError::page_not_found)?
         }
-        Route::NotFound | Route::Resource { .. } => return Err(ApiError::page_not_found()),
+        Route::NotFound | Route::Resource { .. } | Route::ServiceProxy(_) => {
+            return Err(ApiError::page_not_found())
+        }
     };
     Ok(json_response(200, &doc))
 }
