@@ -30,6 +30,10 @@ pub struct Cluster {
     pub client: kube::Client,
     /// The namespace from `-n`, else the context's, else `default`.
     pub namespace: String,
+    /// The same credentials without kube-rs' retries of 429/503/504: for the service proxy,
+    /// where a 503 is the proxied server's answer (down, or no endpoints) and a retry would
+    /// only spend the caller's timeout.
+    pub proxy_client: kube::Client,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -107,6 +111,9 @@ impl Cluster {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
+        let proxy_client = client_for(no_retry, None).map_err(|e| config_err(e.to_string()))?;
         let client = client_for(config, observer).map_err(|e| {
             config_err(match super::error::credential_failure(&e) {
                 Some(failure) => {
@@ -115,7 +122,11 @@ impl Cluster {
                 None => e.to_string(),
             })
         })?;
-        Ok(Cluster { client, namespace })
+        Ok(Cluster {
+            client,
+            namespace,
+            proxy_client,
+        })
     }
 }
 

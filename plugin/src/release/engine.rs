@@ -176,7 +176,7 @@ pub enum EngineError {
     Input(Refusal),
     /// `start` could not measure the analysis: a query Prometheus refused, or Prometheus could
     /// not be reached. Nothing was applied.
-    #[error("cannot start release {release:?}: {failure}; nothing applied")]
+    #[error("cannot start release {release:?} (nothing applied)")]
     Analysis {
         /// Release name.
         release: String,
@@ -185,7 +185,7 @@ pub enum EngineError {
         failure: Box<MetricFailure>,
     },
     /// The analysis' Prometheus could not be set up (a token or CA file).
-    #[error("spec.analysis.prometheus: {0}")]
+    #[error("spec.analysis.prometheus")]
     Prometheus(#[source] QueryError),
     /// A gating webhook closed its gate for a command the operator asked for (start, promote).
     #[error("{command} held: {gate}; nothing applied")]

@@ -408,7 +408,8 @@ impl Runner {
             .entry(namespace.to_string())
             .or_insert_with(|| {
                 let cluster = Cluster {
-                    client,
+                    client: client.clone(),
+                    proxy_client: client,
                     namespace: namespace.to_string(),
                 };
                 let gate = match propagation {

@@ -22,7 +22,7 @@ pub const QUERY_CONCURRENCY: usize = 16;
 
 /// A query that failed, for `start`, which refuses a spec whose queries do not all answer.
 #[derive(Debug, thiserror::Error)]
-#[error("spec.analysis.metrics[{index}] ({metric}), {role} of {service}: {source}")]
+#[error("spec.analysis.metrics[{index}] ({metric}), {role} of {service}")]
 pub struct MetricFailure {
     /// Index of the metric in `spec.analysis.metrics`.
     pub index: usize,
@@ -108,10 +108,11 @@ pub async fn measure(
             Ok(value) => value,
             Err(source) => {
                 if sample.error.is_none() {
+                    let cause = source.with_causes();
                     sample.error = Some(if single {
-                        format!("{role}: {source}")
+                        format!("{role}: {cause}")
                     } else {
-                        format!("{role} of {service}: {source}")
+                        format!("{role} of {service}: {cause}")
                     });
                 }
                 measured.failures.push(MetricFailure {
@@ -248,7 +249,10 @@ mod tests {
         assert_eq!(ok.services["api"].canary, None);
         assert_eq!(ok.error.as_deref(), Some("canary of api: boom"));
         assert_eq!(
-            m.failures.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            m.failures
+                .iter()
+                .map(|f| crate::net::chain(f))
+                .collect::<Vec<_>>(),
             ["spec.analysis.metrics[0] (ok), canary of api: boom"]
         );
         assert_eq!(table.asked.lock().unwrap().len(), 8);

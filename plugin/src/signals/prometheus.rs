@@ -17,13 +17,11 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Why a query gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// Prometheus could not be reached.
-    #[error("cannot reach Prometheus at {target}: {detail}")]
+    /// Prometheus could not be reached (the client's error, with its causes, is the source).
+    #[error("cannot reach Prometheus at {target}")]
     Unreachable {
         /// The address or service.
         target: String,
-        /// The client's error, with its causes.
-        detail: String,
         /// The client's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -58,7 +56,7 @@ pub enum QueryError {
     #[error("{0}")]
     Shape(String),
     /// A token or CA file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}")]
     File {
         /// `bearerTokenFile` or `caFile`.
         what: &'static str,
@@ -71,6 +69,12 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// The error with its causes on one line (`cannot reach Prometheus at …: tcp connect
+    /// error: Connection refused`), as the policy and the history receive it.
+    pub fn with_causes(&self) -> String {
+        crate::net::chain(self)
+    }
+
     /// True when the query itself is wrong (not the connection): `start` refuses such a spec.
     pub fn is_bad_query(&self) -> bool {
         matches!(self, QueryError::Refused { .. } | QueryError::Shape(_))
@@ -138,7 +142,7 @@ impl Prometheus {
             let (namespace, name_port) = service.split_once('/').unwrap_or(("", service));
             return Ok(Prometheus {
                 transport: Transport::Proxy {
-                    client: cluster.client.clone(),
+                    client: cluster.proxy_client.clone(),
                     path: format!(
                         "/api/v1/namespaces/{namespace}/services/{name_port}/proxy/api/v1/query"
                     ),
@@ -188,7 +192,6 @@ impl Prometheus {
         }
         let client = builder.build().map_err(|e| QueryError::Unreachable {
             target: base.clone(),
-            detail: e.to_string(),
             source: Box::new(e),
         })?;
         Ok(Prometheus {
@@ -206,7 +209,6 @@ impl Prometheus {
         let form = format!("query={}", form_encode(promql));
         let unreachable = |e: Box<dyn std::error::Error + Send + Sync>| QueryError::Unreachable {
             target: self.target.clone(),
-            detail: crate::net::chain(e.as_ref()),
             source: e,
         };
         match &self.transport {
@@ -297,6 +299,11 @@ fn form_encode(value: &str) -> String {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Answer {
+    /// `Status` when the API server answered itself (the service proxy found no endpoint).
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
     status: String,
     #[serde(default)]
     data: Option<Data>,
@@ -333,6 +340,13 @@ pub fn read_answer(target: &str, status: u16, body: &[u8]) -> Result<Option<f64>
             })
         }
     };
+    if answer.kind.as_deref() == Some("Status") {
+        return Err(QueryError::Http {
+            target: target.to_string(),
+            status,
+            body: sanitise(answer.message.as_deref().unwrap_or("")),
+        });
+    }
     if answer.status != "success" {
         return Err(QueryError::Refused {
             error_type: sanitise(answer.error_type.as_deref().unwrap_or("error")),
@@ -442,6 +456,12 @@ mod tests {
         assert_eq!(
             read_answer("http://p", 502, b"<html>bad gateway</html>").map_err(|e| e.to_string()),
             Err("Prometheus at http://p answered HTTP 502: <html>bad gateway</html>".to_string())
+        );
+        // The API server's own answer through the service proxy.
+        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no endpoints available for service "prometheus"","reason":"ServiceUnavailable","code":503}"#;
+        assert_eq!(
+            read_answer("service p", 503, status).map_err(|e| e.to_string()),
+            Err("Prometheus at service p answered HTTP 503: no endpoints available for service \"prometheus\"".to_string())
         );
     }
 

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 pub mod prometheus;
 pub mod propagation;
 pub mod registry;
+pub mod webhook;
 
 /// A directory holding only `kubectl-canary` (a link to the freshly built binary), for `PATH`.
 pub fn plugin_dir() -> &'static Path {
@@ -649,4 +650,3 @@ mod tests {
         assert!(routes_to_missing_subsets(&[&a], &[&fqdn]).is_empty());
     }
 }
-pub mod webhook;
