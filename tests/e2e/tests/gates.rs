@@ -31,8 +31,9 @@ async fn a_closed_pre_step_gate_holds_until_it_opens_and_event_hooks_are_told() 
         &c,
         dir.path(),
         &format!(
-            "    - {{name: freeze, url: \"{}\", on: [pre-step]}}\n    - {{name: audit, url: \"{}\", on: [event]}}\n",
+            "    - {{name: freeze, url: \"{}\", on: [pre-step]}}\n    - {{name: freeze-promote, url: \"{}\", on: [pre-promote]}}\n    - {{name: audit, url: \"{}\", on: [event]}}\n",
             hook.url("freeze"),
+            hook.url("promote-gate"),
             hook.url("audit")
         ),
     );
@@ -41,7 +42,7 @@ async fn a_closed_pre_step_gate_holds_until_it_opens_and_event_hooks_are_told() 
     let held = c.canary(["step", "frontend-backend-v2"]).success();
     assert_eq!(
         held.stdout,
-        "release frontend-backend-v2 hold → stage 0 (testers), Progressing: gate freeze (pre-step) is closed: 503 Service Unavailable: change freeze until Monday; holding (the policy answered advance: stage 0 -> 1 (10%))\n"
+        "release frontend-backend-v2 hold → stage 0 (testers), Progressing: gate freeze (pre-step) is closed: 503 Service Unavailable: change freeze until Monday\n"
     );
     assert_eq!(
         c.default_weights("default", "frontend"),
@@ -59,13 +60,34 @@ async fn a_closed_pre_step_gate_holds_until_it_opens_and_event_hooks_are_told() 
         "{}",
         advanced.stdout
     );
-    let received = hook.received();
+    // Each step also asks the pre-promote gate (a step may complete the release), at the same
+    // time as the pre-step one.
+    let received: Vec<(String, serde_json::Value)> = hook
+        .received()
+        .into_iter()
+        .filter(|(p, _)| p != "/promote-gate")
+        .collect();
     let paths: Vec<&str> = received.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
         ["/audit", "/freeze", "/audit", "/freeze", "/audit"],
         "start told audit; each step asked freeze, then told audit"
     );
+    let promote_gate = hook
+        .received()
+        .iter()
+        .filter(|(p, _)| p == "/promote-gate")
+        .count();
+    assert_eq!(promote_gate, 2);
+    // `promote` is the operator's, but a closed pre-promote gate still stops it: the host
+    // refuses before the policy is asked.
+    hook.answer("promote-gate", 403, "release train closed");
+    let refused = c.canary(["promote", "frontend-backend-v2"]).code(1);
+    assert_eq!(
+        refused.stderr,
+        "error: promote held: gate freeze-promote (pre-promote) is closed: 403 Forbidden: release train closed; nothing applied\n"
+    );
+    assert_eq!(record(&c)["phase"], "Progressing");
     let (_, asked) = &received[1];
     assert_eq!(asked["release"], "frontend-backend-v2");
     assert_eq!(asked["namespace"], "default");
