@@ -111,17 +111,18 @@ impl Cluster {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let mut no_retry = config.clone();
-        no_retry.default_retry = false;
-        let proxy_client = client_for(no_retry, None).map_err(|e| config_err(e.to_string()))?;
-        let client = client_for(config, observer).map_err(|e| {
+        let client_err = |e: kube::Error| {
             config_err(match super::error::credential_failure(&e) {
                 Some(failure) => {
                     format!("{failure} (check users[].user.exec of your kubeconfig context)")
                 }
                 None => e.to_string(),
             })
-        })?;
+        };
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
+        let client = client_for(config, observer).map_err(client_err)?;
+        let proxy_client = client_for(no_retry, None).map_err(client_err)?;
         Ok(Cluster {
             client,
             namespace,

@@ -458,7 +458,7 @@ mod tests {
             Err("Prometheus at http://p answered HTTP 502: <html>bad gateway</html>".to_string())
         );
         // The API server's own answer through the service proxy.
-        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no endpoints available for service "prometheus"","reason":"ServiceUnavailable","code":503}"#;
+        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no endpoints available for service \"prometheus\"","reason":"ServiceUnavailable","code":503}"#;
         assert_eq!(
             read_answer("service p", 503, status).map_err(|e| e.to_string()),
             Err("Prometheus at service p answered HTTP 503: no endpoints available for service \"prometheus\"".to_string())
