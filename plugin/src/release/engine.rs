@@ -18,8 +18,11 @@
 //!    describes — the *current* record, never an older read — with fenced writes (5). `step`
 //!    stops there ("finished an interrupted change"); the commands whose target is absolute
 //!    (`set-weight`, `promote`, `abort`, `finalize`, `undo`) go on to 4 on the converged state;
-//! 4. **decide** (the policy or the operator, through [`super::machine`]); a hold or an
-//!    "already done" writes nothing. Otherwise **write the record first**, `R'` with generation
+//! 4. **decide** (the policy or the operator, through [`super::machine`]); an "already done"
+//!    writes nothing, and a hold writes nothing either unless the release's decisions rest on
+//!    signals (an analysis or hooks): then the hold is recorded, with its numbers, in a record
+//!    of the same generation, conditional on `rv`, and nothing is applied (so are `pause`,
+//!    `resume` and `approve`). Otherwise **write the record first**, `R'` with generation
 //!    `g+1`, conditional on `rv`: of two commands that read `R`, one wins and the other fails
 //!    here having applied nothing (exit 3);
 //! 5. **apply** `R'`'s objects in make-before-break batches
