@@ -37,6 +37,29 @@ pub fn extra_roots_pem() -> Vec<Vec<u8>> {
     pems
 }
 
+/// `builder` with ring installed (see [`install_crypto_provider`]) and trusting, beside the
+/// system's roots, the certificates of `SSL_CERT_FILE`/`SSL_CERT_DIR` ([`extra_roots_pem`]) and
+/// of `extra_pem` (a spec's own CA file): the trust every reqwest client of the plugin has.
+pub fn with_trust(
+    builder: reqwest::ClientBuilder,
+    extra_pem: Option<&[u8]>,
+) -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    let pems = extra_roots_pem();
+    let roots: Vec<reqwest::Certificate> = pems
+        .iter()
+        .map(Vec::as_slice)
+        .chain(extra_pem)
+        .filter_map(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
+        .flatten()
+        .collect();
+    if roots.is_empty() {
+        builder
+    } else {
+        builder.tls_certs_merge(roots)
+    }
+}
+
 /// The TLS error inside `error`'s chain, as text, if the failure is one.
 pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<String> {
     let mut next = Some(error);

@@ -61,20 +61,13 @@ pub(crate) fn https(url: &str, pin: &str, store: &ModuleStore) -> Result<Vec<u8>
             },
         }
     };
-    install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .https_only(true);
-    let roots: Vec<reqwest::Certificate> = extra_roots_pem()
-        .iter()
-        .filter_map(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
-        .flatten()
-        .collect();
-    if !roots.is_empty() {
-        builder = builder.tls_certs_merge(roots);
-    }
-    let client = builder.build().map_err(fail)?;
+    let client = crate::net::with_trust(builder, None)
+        .build()
+        .map_err(fail)?;
     let bytes = block_on(async {
         let mut response = client.get(url).send().await?.error_for_status()?;
         let mut body = Vec::new();

@@ -27,17 +27,9 @@ fn timeout(hook: &HookSpec) -> Duration {
 }
 
 fn client() -> Result<reqwest::Client, String> {
-    crate::net::install_crypto_provider();
-    let roots: Vec<reqwest::Certificate> = crate::net::extra_roots_pem()
-        .iter()
-        .filter_map(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
-        .flatten()
-        .collect();
-    let mut builder = reqwest::Client::builder();
-    if !roots.is_empty() {
-        builder = builder.tls_certs_merge(roots);
-    }
-    builder.build().map_err(|e| crate::net::chain(&e))
+    crate::net::with_trust(reqwest::Client::builder(), None)
+        .build()
+        .map_err(|e| crate::net::chain(&e))
 }
 
 /// One call: `Ok(answer)` for a 2xx, `Err(answer)` otherwise, each as one sanitised line

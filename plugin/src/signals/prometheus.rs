@@ -170,30 +170,23 @@ impl Prometheus {
                     .to_string(),
             ),
         };
-        crate::net::install_crypto_provider();
-        let mut roots: Vec<reqwest::Certificate> = crate::net::extra_roots_pem()
-            .iter()
-            .filter_map(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
-            .flatten()
-            .collect();
-        if let Some(path) = &spec.ca_file {
-            let pem = std::fs::read(path).map_err(|source| QueryError::File {
+        let ca = match &spec.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|source| QueryError::File {
                 what: "caFile",
                 path: path.clone(),
                 source,
-            })?;
-            roots.extend(reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default());
-        }
-        let mut builder = reqwest::Client::builder()
+            })?),
+        };
+        let builder = reqwest::Client::builder()
             .connect_timeout(timeout)
             .timeout(timeout);
-        if !roots.is_empty() {
-            builder = builder.tls_certs_merge(roots);
-        }
-        let client = builder.build().map_err(|e| QueryError::Unreachable {
-            target: base.clone(),
-            source: Box::new(e),
-        })?;
+        let client = crate::net::with_trust(builder, ca.as_deref())
+            .build()
+            .map_err(|e| QueryError::Unreachable {
+                target: base.clone(),
+                source: Box::new(e),
+            })?;
         Ok(Prometheus {
             target: base.clone(),
             transport: Transport::Direct {
