@@ -81,15 +81,10 @@ pub struct DecisionView {
     pub metrics: Vec<(String, String)>,
 }
 
-/// A metric value as the views print it: at most three decimals (`99.5`, `120`), or `no data`.
+/// A metric value as the views print it, as the policies quote it in their reasons
+/// ([`policy_sdk::analysis::number`]: `99.5`, `120`), or `no data`.
 pub fn metric_value(v: Option<f64>) -> String {
-    match v {
-        None => "no data".to_string(),
-        Some(v) => {
-            let text = format!("{v:.3}");
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        }
-    }
+    v.map_or_else(|| "no data".to_string(), policy_sdk::analysis::number)
 }
 
 /// A metric's canary values as one short text: `99.5`, `web 99.5 api 97`, `no data`, or
