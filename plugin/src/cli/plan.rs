@@ -258,7 +258,7 @@ fn plan(
     let mut stages: Vec<Planned> = Vec::new();
     let mut event = Event::Start;
     let mut holds = 0;
-    let measured = release.spec.analysis.is_some() || !release.spec.hooks.is_empty();
+    let measured = release.measures_signals();
     // The plan assumes every approval a policy may wait for is given (`approve` is an
     // operator's, not the simulated clock's).
     state.approvals = (1..=MAX_PLANNED_STAGES)

@@ -7,13 +7,12 @@ use std::io::Write;
 use clap::Args;
 use policy_sdk::{Decision, Input};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::flags::CacheArgs;
 use super::get::load_release;
 use super::{GlobalArgs, OutputFormat};
 use crate::cluster::Cluster;
-use crate::release::record::{KeptDecision, ReleaseRecord, KEPT_DECISIONS};
+use crate::release::record::{json_sha256, KeptDecision, ReleaseRecord, KEPT_DECISIONS};
 use crate::release::view::metric_value;
 use crate::signals::hooks::gate_name;
 use crate::spec::PolicySpec;
@@ -107,10 +106,6 @@ fn pick(record: &ReleaseRecord, number: Option<u64>) -> anyhow::Result<&KeptDeci
     })
 }
 
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 fn replay(
     record: &ReleaseRecord,
     input: &Input,
@@ -134,7 +129,7 @@ fn replay(
     Ok(Replay {
         module: decider.identity().short(),
         module_sha256: decider.identity().sha256.clone(),
-        output_sha256: digest(&serde_json::to_vec(&decision)?),
+        output_sha256: json_sha256(&decision),
         decision,
     })
 }
@@ -234,7 +229,7 @@ fn text(
         Safe(&kept.reason)
     ));
     s.push_str(&format!("module: sha256 {}\n", kept.module_sha256));
-    let rebuilt = digest(&serde_json::to_vec(input).unwrap_or_default());
+    let rebuilt = json_sha256(input);
     if rebuilt != kept.input_sha256 {
         s.push_str(&format!(
             "input: rebuilt with sha256 {}, not the recorded {}: the record changed since\n",

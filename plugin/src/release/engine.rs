@@ -73,7 +73,7 @@ use serde_json::Value;
 
 use super::desired::{deployments_to_delete, desired_objects};
 use super::machine::{self, Next, Refusal, Verdict};
-use super::record::{KeptDecision, PolicyIdentity, ReleaseRecord};
+use super::record::{json_sha256, KeptDecision, PolicyIdentity, ReleaseRecord};
 use crate::cluster::apply::{Applier, ApplyOptions, BatchError};
 use crate::cluster::clone::{canary_deployment, CloneError, CloneRequest};
 use crate::cluster::order::{self, stamp_of, ObjectSet, Op};
@@ -673,7 +673,7 @@ impl Engine {
                 };
             }
         }
-        let measured = record.spec.spec.analysis.is_some() || !record.spec.spec.hooks.is_empty();
+        let measured = record.spec.measures_signals();
         let number = record.last_number().map_or(0, |n| n + 1);
         let history_from = record.policy_history_from();
         let verdict = match verdict {
@@ -1120,8 +1120,6 @@ fn keep(
     decision: &Decision,
     decider: &dyn Decider,
 ) {
-    use sha2::{Digest, Sha256};
-    let digest = |bytes: Vec<u8>| hex::encode(Sha256::digest(bytes));
     record.record_signals(&input.metrics, &input.gates);
     let mut state = input.state.clone();
     state.history = Vec::new();
@@ -1133,9 +1131,9 @@ fn keep(
         history_from,
         metrics: input.metrics.clone(),
         gates: input.gates.clone(),
-        input_sha256: digest(serde_json::to_vec(input).unwrap_or_default()),
+        input_sha256: json_sha256(input),
         module_sha256: decider.identity().sha256.clone(),
-        output_sha256: digest(serde_json::to_vec(decision).unwrap_or_default()),
+        output_sha256: json_sha256(decision),
         action: decision.action,
         reason: decision.reason.clone(),
         stage: decision.stage.as_ref().map(|s| (s.index, s.name.clone())),

@@ -142,6 +142,12 @@ pub struct PauseMark {
     pub phase: Phase,
 }
 
+/// sha256 (hex) of `value`'s JSON: how a kept decision's input and output are fingerprinted,
+/// when kept and when replayed.
+pub fn json_sha256(value: &impl Serialize) -> String {
+    crate::policy::sha256_hex(&serde_json::to_vec(value).unwrap_or_default())
+}
+
 /// One decision's input, kept whole but for what the record already holds (the spec gives the
 /// release and the config; the history gives the entries the input showed), and its output's
 /// digest: enough to rerun it exactly and tell whether the answer is the same.

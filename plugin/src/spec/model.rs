@@ -418,6 +418,12 @@ impl Release {
         }
     }
 
+    /// True when the release's decisions rest on live signals (an analysis or hooks): every
+    /// check is then recorded, holds included, with the numbers and gates it was taken on.
+    pub fn measures_signals(&self) -> bool {
+        self.spec.analysis.is_some() || !self.spec.hooks.is_empty()
+    }
+
     /// The release as the policy sees it: every service with its subset names (from
     /// [`rules::subset_name`]), pod labels `{appLabel: name, versionLabel: version}`,
     /// host (the service name), entry flag and gateways.
